@@ -1,0 +1,234 @@
+//! The denoising UNet, shaped like diffusers' `UNet2DConditionModel` and
+//! using its tensor names, so that Stable Diffusion's layout maps onto it.
+//!
+//! Forward pass: (1) embed the timestep, (2) `conv_in`, (3) the down
+//! blocks, keeping their states as skips, (4) the middle block, (5) the up
+//! blocks, each consuming skips, (6) `conv_norm_out`, SiLU, `conv_out`.
+
+mod blocks;
+mod resnet;
+mod transformer;
+
+pub use resnet::{ResnetBlock2D, ResnetConfig};
+pub use transformer::Attention;
+
+use candle_core::{DType, Module, Result, Tensor};
+use candle_nn::{Conv2d, Linear, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+use super::nn::{self, GroupNorm};
+use blocks::{BlockShared, DownBlock, MidBlock, UpBlock, UpChannels};
+
+/// Shape of the UNet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UNetConfig {
+    /// Latent channels in and out.
+    pub in_channels: usize,
+    /// Channels of each resolution level, highest resolution first.
+    pub block_out_channels: Vec<usize>,
+    /// Whether each level's down and up blocks have cross-attention.
+    pub cross_attention: Vec<bool>,
+    /// Residual blocks per down block (up blocks have one more).
+    pub layers_per_block: usize,
+    /// Width of the text encoder's hidden states.
+    pub cross_attention_dim: usize,
+    /// Attention heads of every transformer.
+    pub attention_heads: usize,
+    /// Groups of every group norm.
+    pub norm_num_groups: usize,
+}
+
+impl Default for UNetConfig {
+    /// The built-in model's UNet.
+    fn default() -> Self {
+        Self {
+            in_channels: 4,
+            block_out_channels: vec![32, 64, 64],
+            cross_attention: vec![true, true, false],
+            layers_per_block: 1,
+            cross_attention_dim: 64,
+            attention_heads: 4,
+            norm_num_groups: 16,
+        }
+    }
+}
+
+/// The denoising network: predicts the noise (or velocity) in a latent
+/// at a timestep, given the text encoder's hidden states.
+#[derive(Debug, Clone)]
+pub struct UNet {
+    time_linear_1: Linear,
+    time_linear_2: Linear,
+    conv_in: Conv2d,
+    down_blocks: Vec<DownBlock>,
+    mid_block: MidBlock,
+    up_blocks: Vec<UpBlock>,
+    conv_norm_out: GroupNorm,
+    conv_out: Conv2d,
+    config: UNetConfig,
+}
+
+impl UNet {
+    /// Loads or initialises a UNet under `vb`.
+    pub fn new(cfg: &UNetConfig, vb: VarBuilder) -> Result<Self> {
+        let channels = &cfg.block_out_channels;
+        let levels = channels.len();
+        if levels == 0 || cfg.cross_attention.len() != levels {
+            candle_core::bail!("unet: block_out_channels and cross_attention must have the same, non-zero length")
+        }
+        let c0 = channels[0];
+        let temb = 4 * c0;
+        let shared = BlockShared {
+            temb_channels: temb,
+            context_dim: cfg.cross_attention_dim,
+            heads: cfg.attention_heads,
+            groups: cfg.norm_num_groups,
+        };
+
+        let mut down_blocks = Vec::with_capacity(levels);
+        let mut previous = c0;
+        for (i, &out) in channels.iter().enumerate() {
+            let vb = vb.pp("down_blocks").pp(i);
+            let block = DownBlock::new(previous, out, cfg.layers_per_block, cfg.cross_attention[i], i + 1 < levels, &shared, vb)?;
+            down_blocks.push(block);
+            previous = out;
+        }
+
+        let reversed: Vec<usize> = channels.iter().rev().copied().collect();
+        let mut up_blocks = Vec::with_capacity(levels);
+        for (i, &output) in reversed.iter().enumerate() {
+            let up_channels = UpChannels {
+                prev_output: if i == 0 { reversed[0] } else { reversed[i - 1] },
+                output,
+                input: reversed[(i + 1).min(levels - 1)],
+            };
+            let cross = cfg.cross_attention[levels - 1 - i];
+            let vb = vb.pp("up_blocks").pp(i);
+            up_blocks.push(UpBlock::new(up_channels, cfg.layers_per_block, cross, i + 1 < levels, &shared, vb)?);
+        }
+
+        Ok(Self {
+            time_linear_1: nn::linear(c0, temb, true, vb.pp("time_embedding.linear_1"))?,
+            time_linear_2: nn::linear(temb, temb, true, vb.pp("time_embedding.linear_2"))?,
+            conv_in: nn::conv2d(cfg.in_channels, c0, 3, 1, 1, vb.pp("conv_in"))?,
+            down_blocks,
+            mid_block: MidBlock::new(channels[levels - 1], &shared, vb.pp("mid_block"))?,
+            up_blocks,
+            conv_norm_out: GroupNorm::new(cfg.norm_num_groups, c0, 1e-5, vb.pp("conv_norm_out"))?,
+            conv_out: nn::conv2d(c0, cfg.in_channels, 3, 1, 1, vb.pp("conv_out"))?,
+            config: cfg.clone(),
+        })
+    }
+
+    /// The configuration this UNet was built with.
+    pub fn config(&self) -> &UNetConfig {
+        &self.config
+    }
+
+    /// Predicts from `latents` `(batch, in_channels, h, w)` at `timesteps`
+    /// `(batch,)` (f32 steps of the training schedule) with `context`
+    /// `(batch, len, cross_attention_dim)`. `h` and `w` must be divisible by
+    /// 2 to the power of (levels - 1).
+    pub fn forward(&self, latents: &Tensor, timesteps: &Tensor, context: &Tensor) -> Result<Tensor> {
+        // 1. Timestep embedding.
+        let temb = timestep_embedding(timesteps, self.config.block_out_channels[0])?;
+        let temb = self.time_linear_2.forward(&self.time_linear_1.forward(&temb)?.silu()?)?;
+
+        // 2. Input convolution.
+        let mut xs = self.conv_in.forward(latents)?;
+        let mut skips = vec![xs.clone()];
+
+        // 3. Contracting path.
+        for block in &self.down_blocks {
+            let (out, block_skips) = block.forward(&xs, &temb, context)?;
+            xs = out;
+            skips.extend(block_skips);
+        }
+
+        // 4. Middle.
+        xs = self.mid_block.forward(&xs, &temb, context)?;
+
+        // 5. Expanding path.
+        for block in &self.up_blocks {
+            xs = block.forward(&xs, &mut skips, &temb, context)?;
+        }
+
+        // 6. Output head.
+        self.conv_out.forward(&self.conv_norm_out.forward(&xs)?.silu()?)
+    }
+}
+
+/// Sinusoidal timestep features as diffusers' `Timesteps` with
+/// `flip_sin_to_cos = true` and `downscale_freq_shift = 0`: `[cos, sin]`
+/// of `t * 10000^(-i / half)`.
+pub fn timestep_embedding(timesteps: &Tensor, dim: usize) -> Result<Tensor> {
+    let half = dim / 2;
+    let device = timesteps.device();
+    let exponent: Vec<f32> = (0..half)
+        .map(|i| (-(10000f64.ln()) * i as f64 / half as f64).exp() as f32)
+        .collect();
+    let freqs = Tensor::from_vec(exponent, (1, half), device)?;
+    let args = timesteps.to_dtype(DType::F32)?.unsqueeze(1)?.broadcast_mul(&freqs)?;
+    Tensor::cat(&[args.cos()?, args.sin()?], 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+    use candle_nn::VarMap;
+
+    fn tiny() -> UNetConfig {
+        UNetConfig {
+            in_channels: 4,
+            block_out_channels: vec![8, 16],
+            cross_attention: vec![true, false],
+            layers_per_block: 1,
+            cross_attention_dim: 12,
+            attention_heads: 2,
+            norm_num_groups: 4,
+        }
+    }
+
+    #[test]
+    fn output_has_latent_shape() {
+        let map = VarMap::new();
+        let unet = UNet::new(&tiny(), VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu)).unwrap();
+        let x = Tensor::zeros((2, 4, 8, 8), DType::F32, &Device::Cpu).unwrap();
+        let t = Tensor::new(&[10f32, 500.0], &Device::Cpu).unwrap();
+        let ctx = Tensor::zeros((2, 5, 12), DType::F32, &Device::Cpu).unwrap();
+        let out = unet.forward(&x, &t, &ctx).unwrap();
+        assert_eq!(out.dims(), &[2, 4, 8, 8]);
+    }
+
+    #[test]
+    fn tensor_names_follow_diffusers() {
+        let map = VarMap::new();
+        UNet::new(&tiny(), VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu)).unwrap();
+        let data = map.data().lock().unwrap();
+        for name in [
+            "conv_in.weight",
+            "time_embedding.linear_1.weight",
+            "down_blocks.0.resnets.0.conv1.weight",
+            "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight",
+            "down_blocks.0.attentions.0.transformer_blocks.0.ff.net.0.proj.weight",
+            "down_blocks.0.downsamplers.0.conv.weight",
+            "mid_block.attentions.0.proj_in.weight",
+            "up_blocks.0.resnets.1.conv_shortcut.weight",
+            "up_blocks.0.upsamplers.0.conv.weight",
+            "up_blocks.1.attentions.1.transformer_blocks.0.attn1.to_out.0.bias",
+            "conv_norm_out.weight",
+            "conv_out.bias",
+        ] {
+            assert!(data.contains_key(name), "missing {name}");
+        }
+    }
+
+    #[test]
+    fn timestep_embedding_starts_with_cos() {
+        let t = Tensor::new(&[0f32], &Device::Cpu).unwrap();
+        let emb = timestep_embedding(&t, 8).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(emb[0][..4], [1.0, 1.0, 1.0, 1.0]);
+        assert_eq!(emb[0][4..], [0.0, 0.0, 0.0, 0.0]);
+    }
+}

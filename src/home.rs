@@ -1,0 +1,126 @@
+//! The mmgen home: the one directory that holds a provider's ledger, keys
+//! and configuration.
+//!
+//! Resolution order: the `--home` flag, then `MMGEN_HOME`, then the
+//! platform data directory (for example `~/.local/share/mmgen` on Linux).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Errors while locating or creating the home directory.
+#[derive(Debug, thiserror::Error)]
+pub enum HomeError {
+    /// Neither `--home` nor `MMGEN_HOME` was given and the platform has no
+    /// data directory for this user (no `HOME`, for instance).
+    #[error("cannot find a data directory for mmgen; pass --home DIR or set MMGEN_HOME")]
+    NoDataDir,
+    /// The directory could not be created or its permissions set.
+    #[error("cannot create mmgen home {path}: {source}; check that the parent exists and is writable")]
+    Create {
+        /// Directory that failed.
+        path: PathBuf,
+        /// Underlying I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Paths inside one mmgen home directory.
+#[derive(Debug, Clone)]
+pub struct Home {
+    root: PathBuf,
+}
+
+impl Home {
+    /// Resolves the home from an explicit path, else `MMGEN_HOME`, else the
+    /// platform data directory. Nothing is created on disk.
+    pub fn resolve(explicit: Option<&Path>) -> Result<Self, HomeError> {
+        if let Some(path) = explicit {
+            return Ok(Self::at(path));
+        }
+        if let Some(path) = std::env::var_os("MMGEN_HOME").filter(|v| !v.is_empty()) {
+            return Ok(Self::at(Path::new(&path)));
+        }
+        let dirs = directories::ProjectDirs::from("", "", "mmgen").ok_or(HomeError::NoDataDir)?;
+        Ok(Self::at(dirs.data_dir()))
+    }
+
+    /// A home rooted at `root`.
+    pub fn at(root: &Path) -> Self {
+        Self {
+            root: root.to_path_buf(),
+        }
+    }
+
+    /// The home directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The ledger database, `ledger.sqlite`.
+    pub fn ledger_path(&self) -> PathBuf {
+        self.root.join("ledger.sqlite")
+    }
+
+    /// The key directory, `keys/`.
+    pub fn keys_dir(&self) -> PathBuf {
+        self.root.join("keys")
+    }
+
+    /// The optional configuration file, `config.toml`.
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join("config.toml")
+    }
+
+    /// The optional trust list of C2PA root certificates, `trust-anchors.pem`.
+    pub fn trust_anchors_path(&self) -> PathBuf {
+        self.root.join("trust-anchors.pem")
+    }
+
+    /// Creates the home directory (mode 0700 on Unix) if it is missing.
+    pub fn ensure(&self) -> Result<(), HomeError> {
+        create_private_dir(&self.root)
+    }
+}
+
+/// Creates `path` and its parents; the last component gets mode 0700 on
+/// Unix because it holds private keys and prompts.
+pub fn create_private_dir(path: &Path) -> Result<(), HomeError> {
+    let err = |source| HomeError::Create {
+        path: path.to_path_buf(),
+        source,
+    };
+    if path.is_dir() {
+        return Ok(());
+    }
+    fs::create_dir_all(path).map_err(err)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o700)).map_err(err)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_path_wins() {
+        let home = Home::resolve(Some(Path::new("/tmp/x"))).unwrap();
+        assert_eq!(home.root(), Path::new("/tmp/x"));
+        assert_eq!(home.ledger_path(), Path::new("/tmp/x/ledger.sqlite"));
+        assert_eq!(home.keys_dir(), Path::new("/tmp/x/keys"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn ensure_creates_private_dir() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let home = Home::at(&tmp.path().join("a/b"));
+        home.ensure().unwrap();
+        let mode = fs::metadata(home.root()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+}

@@ -1,0 +1,18 @@
+//! mmgen: provenance for generated images.
+//!
+//! Every image that the built-in latent diffusion engine makes carries three
+//! independent layers: a watermark in the initial latent, a signed C2PA
+//! manifest, and a record in a tamper-evident ledger. The modules below are
+//! those layers and the engine itself; `src/main.rs` is the command line.
+
+pub mod engine;
+pub mod eval;
+pub mod home;
+pub mod keys;
+pub mod ledger;
+pub mod manifest;
+pub mod media;
+pub mod policy;
+pub mod verify;
+pub mod watermark;
+pub mod world;

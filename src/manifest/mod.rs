@@ -1,0 +1,1 @@
+//! C2PA manifests (Content Credentials): build, sign, read and report.

@@ -1,0 +1,1 @@
+//! Verification: combines the evidence of every layer into one report.

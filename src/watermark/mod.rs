@@ -1,0 +1,3 @@
+//! Keyed latent watermark: initial-latent sampling from a secret sign
+//! pattern, and detection statistics on an inverted latent.
+pub mod noise;
