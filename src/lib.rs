@@ -13,6 +13,7 @@ pub mod ledger;
 pub mod manifest;
 pub mod media;
 pub mod policy;
+pub mod train;
 pub mod verify;
 pub mod watermark;
 pub mod world;

@@ -1,12 +1,14 @@
 //! Layers shared by the text encoder, the UNet and the VAE.
 //!
-//! Every layer here is built from basic candle operations that have a
-//! backward pass. candle-nn's fused `layer_norm`, `rms_norm` and
-//! `softmax_last_dim` have none in candle 0.11, so gradients through them
-//! would be silently dropped during training.
+//! Every layer here has a backward pass: on the CPU through the kernels in
+//! `ops`, elsewhere through basic candle operations. candle-nn's fused
+//! `layer_norm`, `rms_norm` and `softmax_last_dim` have none in candle
+//! 0.11, so gradients through them would be silently dropped in training.
 
 use candle_core::{D, Module, Result, Tensor};
 use candle_nn::VarBuilder;
+
+use super::ops;
 
 /// Group normalisation over `(batch, channels, ...)`, as `torch.nn.GroupNorm`.
 #[derive(Debug, Clone)]
@@ -36,6 +38,9 @@ impl GroupNorm {
 
 impl Module for GroupNorm {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        if xs.device().is_cpu() {
+            return ops::norm::group_norm(xs, &self.weight, &self.bias, self.groups, self.eps);
+        }
         let shape = xs.dims().to_vec();
         let (batch, channels) = (shape[0], shape[1]);
         let grouped = xs.reshape((batch, self.groups, ()))?;
@@ -92,7 +97,32 @@ pub fn linear(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Resu
     }
 }
 
-/// A 2-D convolution with a square kernel, stride and padding.
+/// A 2-D convolution with a square kernel, as `torch.nn.Conv2d` (tensor
+/// names `weight` and `bias`). On the CPU it runs on `ops::conv`.
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    stride: usize,
+    padding: usize,
+}
+
+impl Module for Conv2d {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let out = if xs.device().is_cpu() {
+            ops::conv::conv2d(xs, &self.weight, self.stride, self.padding)?
+        } else {
+            xs.conv2d(&self.weight, self.padding, self.stride, 1, 1)?
+        };
+        match &self.bias {
+            Some(bias) => out.broadcast_add(&bias.reshape((1, (), 1, 1))?),
+            None => Ok(out),
+        }
+    }
+}
+
+/// A 2-D convolution with bias, initialised as candle-nn and PyTorch do
+/// (Kaiming weights, uniform bias in +-1/sqrt(fan_in)).
 pub fn conv2d(
     in_channels: usize,
     out_channels: usize,
@@ -100,18 +130,43 @@ pub fn conv2d(
     stride: usize,
     padding: usize,
     vb: VarBuilder,
-) -> Result<candle_nn::Conv2d> {
-    let config = candle_nn::Conv2dConfig {
-        padding,
+) -> Result<Conv2d> {
+    let weight = vb.get_with_hints(
+        (out_channels, in_channels, kernel, kernel),
+        "weight",
+        candle_nn::init::DEFAULT_KAIMING_NORMAL,
+    )?;
+    let bound = 1.0 / ((in_channels * kernel * kernel) as f64).sqrt();
+    let bias = vb.get_with_hints(out_channels, "bias", candle_nn::Init::Uniform { lo: -bound, up: bound })?;
+    Ok(Conv2d {
+        weight,
+        bias: Some(bias),
         stride,
-        ..Default::default()
-    };
-    candle_nn::conv2d(in_channels, out_channels, kernel, config, vb)
+        padding,
+    })
+}
+
+/// SiLU as a module, for `Tensor::apply`; on `ops::pointwise` on the CPU.
+#[derive(Debug, Clone, Copy)]
+pub struct Silu;
+
+impl Module for Silu {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        if xs.device().is_cpu() {
+            ops::pointwise::silu(xs)
+        } else {
+            xs.silu()
+        }
+    }
 }
 
 /// Softmax over the last dimension, with a backward pass.
 pub fn softmax_last(xs: &Tensor) -> Result<Tensor> {
-    candle_nn::ops::softmax(xs, D::Minus1)
+    if xs.device().is_cpu() {
+        ops::pointwise::softmax_last(xs)
+    } else {
+        candle_nn::ops::softmax(xs, D::Minus1)
+    }
 }
 
 /// Multi-head scaled dot-product attention.

@@ -5,10 +5,10 @@
 //! log-variance, so watermark detection can encode deterministically.
 
 use candle_core::{D, Module, Result, Tensor};
-use candle_nn::{Conv2d, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use super::nn::{self, GroupNorm};
+use super::nn::{self, Conv2d, GroupNorm};
 use super::unet::{ResnetBlock2D, ResnetConfig};
 
 /// Shape of the autoencoder.
@@ -172,7 +172,7 @@ impl Encoder {
             }
         }
         let xs = self.mid_block.forward(&xs)?;
-        self.conv_out.forward(&self.conv_norm_out.forward(&xs)?.silu()?)
+        self.conv_out.forward(&self.conv_norm_out.forward(&xs)?.apply(&nn::Silu)?)
     }
 }
 
@@ -226,7 +226,7 @@ impl Decoder {
                 xs = conv.forward(&xs.upsample_nearest2d(2 * h, 2 * w)?)?;
             }
         }
-        self.conv_out.forward(&self.conv_norm_out.forward(&xs)?.silu()?)
+        self.conv_out.forward(&self.conv_norm_out.forward(&xs)?.apply(&nn::Silu)?)
     }
 }
 

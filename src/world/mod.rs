@@ -1,2 +1,562 @@
 //! The procedural world of coloured shapes that the built-in model is
 //! trained on: scenes, captions in English and Chinese, and rendering.
+//!
+//! A scene has one or two shapes; with two, the caption states where the
+//! first lies relative to the second. A fixed set of colour-shape pairs and
+//! relation triples never appears in the training split, so that an
+//! evaluation can ask for combinations the model has not seen.
+
+mod render;
+
+pub use render::render;
+
+use crate::watermark::noise::NoiseStream;
+
+/// A shape that a scene can contain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Shape {
+    Circle,
+    Square,
+    Triangle,
+    Star,
+}
+
+/// A named shape colour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Colour {
+    Red,
+    Orange,
+    Yellow,
+    Green,
+    Cyan,
+    Blue,
+    Purple,
+    Pink,
+}
+
+/// Where the first shape of a two-shape scene lies relative to the second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Relation {
+    LeftOf,
+    RightOf,
+    Above,
+    Below,
+}
+
+/// Shape size class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Size {
+    Small,
+    Large,
+}
+
+/// Caption language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Language {
+    English,
+    Chinese,
+}
+
+/// Which part of the world a scene belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    /// Scenes without any held-out combination.
+    Train,
+    /// Scenes with at least one held-out combination.
+    HeldOut,
+}
+
+/// All shapes, in a fixed order.
+pub const SHAPES: [Shape; 4] = [Shape::Circle, Shape::Square, Shape::Triangle, Shape::Star];
+
+/// All colours, in a fixed order.
+pub const COLOURS: [Colour; 8] = [
+    Colour::Red,
+    Colour::Orange,
+    Colour::Yellow,
+    Colour::Green,
+    Colour::Cyan,
+    Colour::Blue,
+    Colour::Purple,
+    Colour::Pink,
+];
+
+/// All relations, in a fixed order.
+pub const RELATIONS: [Relation; 4] = [Relation::LeftOf, Relation::RightOf, Relation::Above, Relation::Below];
+
+/// Colour-shape pairs that never occur in the training split.
+pub const HELD_OUT_PAIRS: [(Colour, Shape); 4] = [
+    (Colour::Purple, Shape::Triangle),
+    (Colour::Cyan, Shape::Star),
+    (Colour::Orange, Shape::Square),
+    (Colour::Green, Shape::Circle),
+];
+
+/// (first shape, relation, second shape) triples that never occur in the
+/// training split.
+pub const HELD_OUT_TRIPLES: [(Shape, Relation, Shape); 3] = [
+    (Shape::Star, Relation::Below, Shape::Circle),
+    (Shape::Triangle, Relation::LeftOf, Shape::Square),
+    (Shape::Circle, Relation::Above, Shape::Triangle),
+];
+
+impl Shape {
+    fn english(self) -> &'static str {
+        match self {
+            Shape::Circle => "circle",
+            Shape::Square => "square",
+            Shape::Triangle => "triangle",
+            Shape::Star => "star",
+        }
+    }
+
+    fn chinese(self) -> &'static str {
+        match self {
+            Shape::Circle => "圆",
+            Shape::Square => "正方形",
+            Shape::Triangle => "三角形",
+            Shape::Star => "星",
+        }
+    }
+}
+
+impl Colour {
+    /// The colour's sRGB value in rendered images.
+    pub fn rgb(self) -> [u8; 3] {
+        match self {
+            Colour::Red => [220, 30, 30],
+            Colour::Orange => [245, 140, 20],
+            Colour::Yellow => [240, 225, 40],
+            Colour::Green => [40, 170, 60],
+            Colour::Cyan => [40, 210, 220],
+            Colour::Blue => [40, 70, 220],
+            Colour::Purple => [140, 50, 190],
+            Colour::Pink => [250, 130, 190],
+        }
+    }
+
+    fn english(self) -> &'static str {
+        match self {
+            Colour::Red => "red",
+            Colour::Orange => "orange",
+            Colour::Yellow => "yellow",
+            Colour::Green => "green",
+            Colour::Cyan => "cyan",
+            Colour::Blue => "blue",
+            Colour::Purple => "purple",
+            Colour::Pink => "pink",
+        }
+    }
+
+    fn chinese(self) -> &'static str {
+        match self {
+            Colour::Red => "红色",
+            Colour::Orange => "橙色",
+            Colour::Yellow => "黄色",
+            Colour::Green => "绿色",
+            Colour::Cyan => "青色",
+            Colour::Blue => "蓝色",
+            Colour::Purple => "紫色",
+            Colour::Pink => "粉色",
+        }
+    }
+}
+
+impl Relation {
+    fn english(self) -> &'static str {
+        match self {
+            Relation::LeftOf => "left of",
+            Relation::RightOf => "right of",
+            Relation::Above => "above",
+            Relation::Below => "below",
+        }
+    }
+
+    fn chinese(self) -> &'static str {
+        match self {
+            Relation::LeftOf => "左边",
+            Relation::RightOf => "右边",
+            Relation::Above => "上方",
+            Relation::Below => "下方",
+        }
+    }
+}
+
+/// One shape of a scene as its caption describes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Object {
+    pub shape: Shape,
+    pub colour: Colour,
+    pub size: Size,
+}
+
+/// What a caption says about a scene.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SceneSpec {
+    /// One shape.
+    Single(Object),
+    /// Two shapes: `first` lies `relation` `second`.
+    Pair {
+        first: Object,
+        relation: Relation,
+        second: Object,
+    },
+}
+
+impl SceneSpec {
+    /// The objects of the scene, first one first.
+    pub fn objects(&self) -> Vec<Object> {
+        match *self {
+            SceneSpec::Single(object) => vec![object],
+            SceneSpec::Pair { first, second, .. } => vec![first, second],
+        }
+    }
+
+    /// The split this specification belongs to.
+    pub fn split(&self) -> Split {
+        let held_pair = self
+            .objects()
+            .iter()
+            .any(|o| HELD_OUT_PAIRS.contains(&(o.colour, o.shape)));
+        let held_triple = match *self {
+            SceneSpec::Pair { first, relation, second } => {
+                HELD_OUT_TRIPLES.contains(&(first.shape, relation, second.shape))
+            }
+            SceneSpec::Single(_) => false,
+        };
+        if held_pair || held_triple { Split::HeldOut } else { Split::Train }
+    }
+}
+
+/// Background of a scene: one grey level, or two split along an edge.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Background {
+    Plain([u8; 3]),
+    /// Two tones; `vertical` splits left from right, otherwise top from
+    /// bottom, at `split` (a fraction of the edge).
+    TwoTone {
+        first: [u8; 3],
+        second: [u8; 3],
+        vertical: bool,
+        split: f32,
+    },
+}
+
+/// A placed shape, in unit coordinates of the image (0 to 1, y down).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Placement {
+    pub object: Object,
+    /// Centre x.
+    pub x: f32,
+    /// Centre y.
+    pub y: f32,
+    /// Radius of the circumscribed circle.
+    pub radius: f32,
+    /// Rotation in radians (triangles and stars).
+    pub angle: f32,
+}
+
+/// A scene ready to render.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scene {
+    spec: SceneSpec,
+    pub background: Background,
+    pub placements: Vec<Placement>,
+}
+
+impl Scene {
+    /// What the scene's caption describes.
+    pub fn spec(&self) -> &SceneSpec {
+        &self.spec
+    }
+}
+
+/// Background grey levels, all far from every shape colour in saturation.
+const GREYS: [u8; 4] = [20, 70, 120, 175];
+
+/// A deterministic generator of scenes.
+pub struct SceneSampler {
+    rng: NoiseStream,
+}
+
+impl SceneSampler {
+    /// Starts the generator for `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self {
+            rng: NoiseStream::with_domain(b"mmgen world v1", seed),
+        }
+    }
+
+    /// Draws scenes until one of `split` comes up and returns it.
+    pub fn sample(&mut self, split: Split) -> Scene {
+        loop {
+            let spec = self.sample_spec();
+            if spec.split() == split {
+                return self.place(spec);
+            }
+        }
+    }
+
+    /// Lays out a given specification with random positions and background.
+    pub fn place(&mut self, spec: SceneSpec) -> Scene {
+        let background = self.sample_background();
+        let placements = match spec {
+            SceneSpec::Single(object) => {
+                let radius = self.radius(object.size);
+                let margin = radius + 0.04;
+                vec![Placement {
+                    object,
+                    x: self.uniform(margin, 1.0 - margin),
+                    y: self.uniform(margin, 1.0 - margin),
+                    radius,
+                    angle: self.angle(),
+                }]
+            }
+            SceneSpec::Pair { first, relation, second } => self.place_pair(first, relation, second),
+        };
+        Scene {
+            spec,
+            background,
+            placements,
+        }
+    }
+
+    fn sample_spec(&mut self) -> SceneSpec {
+        let first = self.sample_object();
+        if self.rng.next_below(3) == 0 {
+            return SceneSpec::Single(first);
+        }
+        let second = loop {
+            let candidate = self.sample_object();
+            if (candidate.shape, candidate.colour) != (first.shape, first.colour) {
+                break candidate;
+            }
+        };
+        let relation = RELATIONS[self.rng.next_below(4) as usize];
+        SceneSpec::Pair { first, relation, second }
+    }
+
+    fn sample_object(&mut self) -> Object {
+        Object {
+            shape: SHAPES[self.rng.next_below(4) as usize],
+            colour: COLOURS[self.rng.next_below(8) as usize],
+            size: if self.rng.next_below(2) == 0 { Size::Small } else { Size::Large },
+        }
+    }
+
+    fn sample_background(&mut self) -> Background {
+        let grey = |level: u8| [level, level, level];
+        let first = GREYS[self.rng.next_below(4) as usize];
+        if self.rng.next_below(2) == 0 {
+            return Background::Plain(grey(first));
+        }
+        let second = loop {
+            let level = GREYS[self.rng.next_below(4) as usize];
+            if level != first {
+                break level;
+            }
+        };
+        Background::TwoTone {
+            first: grey(first),
+            second: grey(second),
+            vertical: self.rng.next_below(2) == 0,
+            split: self.uniform(0.3, 0.7),
+        }
+    }
+
+    /// Places two shapes so that the relation holds with a clear margin:
+    /// along its axis the centres are at least the two radii apart, and
+    /// across it they differ by less than that.
+    fn place_pair(&mut self, first: Object, relation: Relation, second: Object) -> Vec<Placement> {
+        let (r1, r2) = (self.radius(first.size), self.radius(second.size));
+        let gap = self.uniform(0.03, 0.10);
+        let along = r1 + r2 + gap;
+        let across = self.uniform(-0.08, 0.08);
+        // Offset of the first centre from the second, in image axes.
+        let (dx, dy) = match relation {
+            Relation::LeftOf => (-along, across),
+            Relation::RightOf => (along, across),
+            Relation::Above => (across, -along),
+            Relation::Below => (across, along),
+        };
+        let margin = 0.03;
+        let x_low = (margin + r2).max(margin + r1 - dx);
+        let x_high = (1.0 - margin - r2).min(1.0 - margin - r1 - dx);
+        let y_low = (margin + r2).max(margin + r1 - dy);
+        let y_high = (1.0 - margin - r2).min(1.0 - margin - r1 - dy);
+        let x2 = self.uniform(x_low, x_high.max(x_low));
+        let y2 = self.uniform(y_low, y_high.max(y_low));
+        vec![
+            Placement {
+                object: first,
+                x: x2 + dx,
+                y: y2 + dy,
+                radius: r1,
+                angle: self.angle(),
+            },
+            Placement {
+                object: second,
+                x: x2,
+                y: y2,
+                radius: r2,
+                angle: self.angle(),
+            },
+        ]
+    }
+
+    fn radius(&mut self, size: Size) -> f32 {
+        match size {
+            Size::Small => self.uniform(0.09, 0.12),
+            Size::Large => self.uniform(0.16, 0.19),
+        }
+    }
+
+    /// A small random rotation, so that triangles and stars stay upright
+    /// enough to be named by their shape.
+    fn angle(&mut self) -> f32 {
+        self.uniform(-0.3, 0.3)
+    }
+
+    fn uniform(&mut self, low: f32, high: f32) -> f32 {
+        low + (high - low) * self.rng.next_uniform() as f32
+    }
+}
+
+/// The caption of a scene in one language.
+pub fn caption(spec: &SceneSpec, language: Language) -> String {
+    match language {
+        Language::English => english_caption(spec),
+        Language::Chinese => chinese_caption(spec),
+    }
+}
+
+fn english_caption(spec: &SceneSpec) -> String {
+    let phrase = |o: &Object| {
+        let size = match o.size {
+            Size::Small => "small",
+            Size::Large => "large",
+        };
+        format!("a {size} {} {}", o.colour.english(), o.shape.english())
+    };
+    match spec {
+        SceneSpec::Single(object) => phrase(object),
+        SceneSpec::Pair { first, relation, second } => {
+            format!("{} {} {}", phrase(first), relation.english(), phrase(second))
+        }
+    }
+}
+
+fn chinese_caption(spec: &SceneSpec) -> String {
+    let phrase = |o: &Object| {
+        let size = match o.size {
+            Size::Small => "小",
+            Size::Large => "大",
+        };
+        format!("{size}{}{}", o.colour.chinese(), o.shape.chinese())
+    };
+    match spec {
+        SceneSpec::Single(object) => format!("一个{}", phrase(object)),
+        SceneSpec::Pair { first, relation, second } => {
+            format!("一个{}在{}的{}", phrase(first), phrase(second), relation.chinese())
+        }
+    }
+}
+
+/// Every word that a caption can contain, English and Chinese, in a fixed
+/// order: the tokenizer vocabulary of models trained on this world.
+pub fn vocabulary() -> Vec<&'static str> {
+    let mut words = vec!["a", "small", "large", "left", "right", "of", "above", "below"];
+    words.extend(COLOURS.iter().map(|c| c.english()));
+    words.extend(SHAPES.iter().map(|s| s.english()));
+    words.extend(["一个", "小", "大", "在", "的"]);
+    words.extend(COLOURS.iter().map(|c| c.chinese()));
+    words.extend(SHAPES.iter().map(|s| s.chinese()));
+    words.extend(RELATIONS.iter().map(|r| r.chinese()));
+    words
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::tokenizer::{Tokenizer, UNK};
+
+    #[test]
+    fn captions_in_both_languages() {
+        let spec = SceneSpec::Pair {
+            first: Object {
+                shape: Shape::Circle,
+                colour: Colour::Red,
+                size: Size::Large,
+            },
+            relation: Relation::Above,
+            second: Object {
+                shape: Shape::Square,
+                colour: Colour::Blue,
+                size: Size::Small,
+            },
+        };
+        assert_eq!(caption(&spec, Language::English), "a large red circle above a small blue square");
+        assert_eq!(caption(&spec, Language::Chinese), "一个大红色圆在小蓝色正方形的上方");
+    }
+
+    #[test]
+    fn vocabulary_covers_every_caption() {
+        let tokenizer = Tokenizer::new(&vocabulary(), 32);
+        let mut sampler = SceneSampler::new(7);
+        for i in 0..300 {
+            let split = if i % 2 == 0 { Split::Train } else { Split::HeldOut };
+            let scene = sampler.sample(split);
+            for language in [Language::English, Language::Chinese] {
+                let text = caption(scene.spec(), language);
+                let encoding = tokenizer.encode(&text);
+                assert!(encoding.unknown.is_empty(), "{text}: {:?}", encoding.unknown);
+                assert!(!encoding.ids.contains(&UNK), "{text}");
+                assert!(!encoding.truncated, "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn sampler_respects_split() {
+        let mut sampler = SceneSampler::new(3);
+        for _ in 0..500 {
+            assert_eq!(sampler.sample(Split::Train).spec().split(), Split::Train);
+            assert_eq!(sampler.sample(Split::HeldOut).spec().split(), Split::HeldOut);
+        }
+    }
+
+    #[test]
+    fn sampler_is_deterministic() {
+        let a: Vec<Scene> = {
+            let mut s = SceneSampler::new(11);
+            (0..20).map(|_| s.sample(Split::Train)).collect()
+        };
+        let b: Vec<Scene> = {
+            let mut s = SceneSampler::new(11);
+            (0..20).map(|_| s.sample(Split::Train)).collect()
+        };
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn pair_placement_keeps_relation_and_bounds() {
+        let mut sampler = SceneSampler::new(5);
+        for _ in 0..500 {
+            let scene = sampler.sample(Split::Train);
+            for p in &scene.placements {
+                assert!(p.x - p.radius >= 0.0 && p.x + p.radius <= 1.0, "{p:?}");
+                assert!(p.y - p.radius >= 0.0 && p.y + p.radius <= 1.0, "{p:?}");
+            }
+            if let SceneSpec::Pair { relation, .. } = scene.spec() {
+                let (a, b) = (scene.placements[0], scene.placements[1]);
+                let holds = match relation {
+                    Relation::LeftOf => a.x < b.x && (a.x - b.x).abs() > (a.y - b.y).abs(),
+                    Relation::RightOf => a.x > b.x && (a.x - b.x).abs() > (a.y - b.y).abs(),
+                    Relation::Above => a.y < b.y && (a.y - b.y).abs() > (a.x - b.x).abs(),
+                    Relation::Below => a.y > b.y && (a.y - b.y).abs() > (a.x - b.x).abs(),
+                };
+                assert!(holds, "{relation:?}: {a:?} {b:?}");
+            }
+        }
+    }
+}

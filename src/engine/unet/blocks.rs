@@ -3,11 +3,11 @@
 //! `UpBlock2D`), with their resamplers.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Conv2d, VarBuilder};
+use candle_nn::VarBuilder;
 
 use super::resnet::{ResnetBlock2D, ResnetConfig};
 use super::transformer::Transformer2D;
-use crate::engine::nn;
+use crate::engine::nn::{self, Conv2d};
 
 /// What every block of one UNet shares.
 #[derive(Debug, Clone, Copy)]

@@ -13,10 +13,10 @@ pub use resnet::{ResnetBlock2D, ResnetConfig};
 pub use transformer::Attention;
 
 use candle_core::{DType, Module, Result, Tensor};
-use candle_nn::{Conv2d, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use super::nn::{self, GroupNorm};
+use super::nn::{self, Conv2d, GroupNorm};
 use blocks::{BlockShared, DownBlock, MidBlock, UpBlock, UpChannels};
 
 /// Shape of the UNet.
@@ -132,7 +132,7 @@ impl UNet {
     pub fn forward(&self, latents: &Tensor, timesteps: &Tensor, context: &Tensor) -> Result<Tensor> {
         // 1. Timestep embedding.
         let temb = timestep_embedding(timesteps, self.config.block_out_channels[0])?;
-        let temb = self.time_linear_2.forward(&self.time_linear_1.forward(&temb)?.silu()?)?;
+        let temb = self.time_linear_2.forward(&self.time_linear_1.forward(&temb)?.apply(&nn::Silu)?)?;
 
         // 2. Input convolution.
         let mut xs = self.conv_in.forward(latents)?;
@@ -154,7 +154,7 @@ impl UNet {
         }
 
         // 6. Output head.
-        self.conv_out.forward(&self.conv_norm_out.forward(&xs)?.silu()?)
+        self.conv_out.forward(&self.conv_norm_out.forward(&xs)?.apply(&nn::Silu)?)
     }
 }
 

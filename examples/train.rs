@@ -1,0 +1,394 @@
+//! Trains the built-in model from scratch on the procedural world and
+//! exports it; every stage resumes from its latest checkpoint.
+//!
+//! ```text
+//! cargo run --release --example train -- vae --run runs/vae --steps 4000
+//! cargo run --release --example train -- diffusion --run runs/diffusion --vae runs/vae --steps 20000
+//! cargo run --release --example train -- export --vae runs/vae --diffusion runs/diffusion --out src/engine/builtin
+//! ```
+//!
+//! The same seed and step counts reproduce the same weights on the same
+//! machine and thread count. `--minutes` stops a stage cleanly (with a
+//! checkpoint) so a long run can span several sittings.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use candle_core::{DType, Device, Tensor};
+use clap::{Args, Parser, Subcommand};
+use mmgen::engine::clip::TextEncoderConfig;
+use mmgen::engine::model::{ModelConfig, images_to_tensor};
+use mmgen::engine::schedule::{NoiseSchedule, PredictionType};
+use mmgen::engine::unet::UNetConfig;
+use mmgen::engine::vae::{AutoEncoderKl, VaeConfig};
+use mmgen::train::checkpoint::{self, RunState};
+use mmgen::train::diffusion::{DiffusionTrainer, DiffusionTraining};
+use mmgen::train::optim::LrSchedule;
+use mmgen::train::vae::{VaeTrainer, VaeTraining};
+use mmgen::train::StepStats;
+use mmgen::world::{self, Language, SceneSampler, Split};
+
+/// Name of the model this program trains.
+const MODEL_NAME: &str = "mmgen-shapes-1";
+/// Edge of the images, in pixels.
+const IMAGE_SIZE: usize = 64;
+/// Steps of the training noise schedule.
+const TRAIN_STEPS: usize = 1000;
+
+#[derive(Parser)]
+#[command(about = "Train mmgen's built-in model")]
+struct Cli {
+    #[command(subcommand)]
+    stage: Stage,
+}
+
+#[derive(Subcommand)]
+enum Stage {
+    /// Train the autoencoder.
+    Vae(VaeArgs),
+    /// Train the text encoder and UNet on the autoencoder's latents.
+    Diffusion(DiffusionArgs),
+    /// Combine both stages' averaged weights into config.json and model.safetensors.
+    Export(ExportArgs),
+}
+
+#[derive(Args)]
+struct Common {
+    /// Run directory for checkpoints (created if missing; resumed if present).
+    #[arg(long)]
+    run: PathBuf,
+    /// Total optimisation steps of the run.
+    #[arg(long)]
+    steps: usize,
+    /// Images per step.
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Seed of initialisation, data and noise.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Steps between checkpoints.
+    #[arg(long, default_value_t = 250)]
+    save_every: usize,
+    /// Stop (after saving) once this many minutes have passed.
+    #[arg(long)]
+    minutes: Option<f64>,
+}
+
+#[derive(Args)]
+struct VaeArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Edge of the random crops trained on (the autoencoder is convolutional,
+    /// so crops cost less and teach the same local statistics).
+    #[arg(long, default_value_t = 32)]
+    crop: usize,
+    /// Weight of the KL term.
+    #[arg(long, default_value_t = 1e-4)]
+    kl_weight: f64,
+}
+
+#[derive(Args)]
+struct DiffusionArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Run directory of the trained autoencoder.
+    #[arg(long)]
+    vae: PathBuf,
+    /// Probability of training on the empty prompt instead of the caption.
+    #[arg(long, default_value_t = 0.1)]
+    caption_dropout: f64,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// Run directory of the autoencoder.
+    #[arg(long)]
+    vae: PathBuf,
+    /// Run directory of the diffusion stage.
+    #[arg(long)]
+    diffusion: PathBuf,
+    /// Output directory for config.json and model.safetensors.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().stage {
+        Stage::Vae(args) => train_vae(&args),
+        Stage::Diffusion(args) => train_diffusion(&args),
+        Stage::Export(args) => export(&args),
+    }
+}
+
+fn vae_config() -> VaeConfig {
+    VaeConfig::default()
+}
+
+fn lr_schedule(common: &Common) -> LrSchedule {
+    LrSchedule {
+        peak: common.lr,
+        floor: common.lr * 0.05,
+        warmup_steps: (common.steps / 20).clamp(1, 500),
+        total_steps: common.steps,
+    }
+}
+
+/// Renders the images of step `step`: a fresh sampler per step makes the
+/// data stream resumable without saving sampler state.
+fn scenes_for_step(seed: u64, step: usize, batch: usize) -> Vec<world::Scene> {
+    let mut sampler = SceneSampler::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ step as u64);
+    (0..batch).map(|_| sampler.sample(Split::Train)).collect()
+}
+
+fn random_crops(images: &Tensor, crop: usize, seed: u64, step: usize) -> anyhow::Result<Tensor> {
+    let (batch, _, height, width) = images.dims4()?;
+    if crop >= height {
+        return Ok(images.clone());
+    }
+    let mut rng = mmgen::watermark::noise::NoiseStream::with_domain(b"mmgen train crops", seed ^ step as u64);
+    let crops = (0..batch)
+        .map(|i| {
+            let y = rng.next_below((height - crop + 1) as u64) as usize;
+            let x = rng.next_below((width - crop + 1) as u64) as usize;
+            images.narrow(0, i, 1)?.narrow(2, y, crop)?.narrow(3, x, crop)
+        })
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    Ok(Tensor::cat(&crops, 0)?)
+}
+
+struct Progress {
+    start: Instant,
+    first_step: usize,
+    total: usize,
+    deadline: Option<f64>,
+}
+
+impl Progress {
+    fn new(first_step: usize, total: usize, minutes: Option<f64>) -> Self {
+        Self {
+            start: Instant::now(),
+            first_step,
+            total,
+            deadline: minutes.map(|m| m * 60.0),
+        }
+    }
+
+    fn report(&self, stats: &StepStats) {
+        let elapsed = self.start.elapsed().as_secs_f64();
+        let done = stats.step - self.first_step;
+        let per_step = elapsed / done.max(1) as f64;
+        let eta = per_step * (self.total - stats.step) as f64 / 60.0;
+        let parts: String = stats.parts.iter().map(|(name, v)| format!(" {name} {v:.5}")).collect();
+        println!(
+            "step {:>6}/{} loss {:.5}{parts} grad {:.3} lr {:.2e} | {:.2} s/step, eta {eta:.0} min",
+            stats.step, self.total, stats.loss, stats.grad_norm, stats.lr, per_step
+        );
+    }
+
+    fn out_of_time(&self) -> bool {
+        self.deadline.is_some_and(|limit| self.start.elapsed().as_secs_f64() > limit)
+    }
+}
+
+fn train_vae(args: &VaeArgs) -> anyhow::Result<()> {
+    let device = Device::Cpu;
+    let common = &args.common;
+    let settings = VaeTraining {
+        kl_weight: args.kl_weight,
+        lr: lr_schedule(common),
+        weight_decay: 0.0,
+        max_grad_norm: 1.0,
+        ema_decay: 0.999,
+    };
+    let mut trainer = VaeTrainer::new(&vae_config(), settings, common.seed, &device)?;
+    let mut state = resume(&common.run, "vae", common.seed, &mut trainer.adam, &mut trainer.ema, &device)?;
+    let progress = Progress::new(state.step, common.steps, common.minutes);
+    while state.step < common.steps {
+        let scenes = scenes_for_step(common.seed, state.step, common.batch);
+        let images: Vec<_> = scenes.iter().map(|s| world::render(s, IMAGE_SIZE as u32)).collect();
+        let pixels = images_to_tensor(&images, IMAGE_SIZE, &device)?;
+        let pixels = random_crops(&pixels, args.crop, common.seed, state.step)?;
+        let stats = trainer.step(&pixels)?;
+        state.step = stats.step;
+        state.losses.push((stats.step, stats.loss));
+        if stats.step % 10 == 0 {
+            progress.report(&stats);
+        }
+        let stop = progress.out_of_time();
+        if stats.step % common.save_every == 0 || stats.step == common.steps || stop {
+            checkpoint::save(&common.run, &state, &trainer.adam, &trainer.ema)?;
+        }
+        if stop {
+            println!("time limit reached at step {}; rerun the same command to resume", state.step);
+            return Ok(());
+        }
+    }
+    println!("autoencoder done at step {}", state.step);
+    Ok(())
+}
+
+fn resume(
+    run: &Path,
+    stage: &str,
+    seed: u64,
+    adam: &mut mmgen::train::optim::AdamW,
+    ema: &mut mmgen::train::optim::Ema,
+    device: &Device,
+) -> anyhow::Result<RunState> {
+    std::fs::create_dir_all(run).with_context(|| format!("creating {}", run.display()))?;
+    match checkpoint::latest(run)? {
+        Some(folder) => {
+            let state = checkpoint::restore(&folder, adam, ema, device)?;
+            if state.stage != stage || state.seed != seed {
+                bail!("{} holds a {} run with seed {}, not {stage} with seed {seed}", run.display(), state.stage, state.seed);
+            }
+            println!("resuming {stage} from step {}", state.step);
+            Ok(state)
+        }
+        None => Ok(RunState {
+            stage: stage.into(),
+            step: 0,
+            seed,
+            losses: Vec::new(),
+        }),
+    }
+}
+
+/// Loads the averaged autoencoder weights of a finished run.
+fn load_vae(run: &Path, device: &Device) -> anyhow::Result<(AutoEncoderKl, HashMap<String, Tensor>)> {
+    let folder = checkpoint::latest(run)?.with_context(|| format!("no checkpoint in {}", run.display()))?;
+    let tensors = checkpoint::load_tensors(&folder.join("ema.safetensors"), device)?;
+    let vb = candle_nn::VarBuilder::from_tensors(tensors.clone(), DType::F32, device);
+    Ok((AutoEncoderKl::new(&vae_config(), vb.pp("vae"))?, tensors))
+}
+
+/// 1 / standard deviation of the autoencoder's latent means over training
+/// images: the factor that gives the diffusion model unit-variance inputs.
+fn measure_scaling(vae: &AutoEncoderKl, seed: u64, device: &Device) -> anyhow::Result<f64> {
+    let scenes = scenes_for_step(seed ^ 0x5CA1E, 0, 256);
+    let images: Vec<_> = scenes.iter().map(|s| world::render(s, IMAGE_SIZE as u32)).collect();
+    let mut sum = 0.0;
+    let mut sum_sq = 0.0;
+    let mut count = 0usize;
+    for chunk in images.chunks(32) {
+        let mean = vae.encode(&images_to_tensor(chunk, IMAGE_SIZE, device)?)?.mean;
+        let values = mean.flatten_all()?.to_vec1::<f32>()?;
+        count += values.len();
+        for v in values {
+            sum += v as f64;
+            sum_sq += (v as f64) * (v as f64);
+        }
+    }
+    let mean = sum / count as f64;
+    let std = (sum_sq / count as f64 - mean * mean).sqrt();
+    Ok(1.0 / std)
+}
+
+fn vocabulary() -> Vec<String> {
+    world::vocabulary().iter().map(|w| w.to_string()).collect()
+}
+
+fn model_config(scaling_factor: f64) -> ModelConfig {
+    let vocabulary = vocabulary();
+    let text_encoder = TextEncoderConfig {
+        vocab_size: vocabulary.len() + 4,
+        ..TextEncoderConfig::default()
+    };
+    ModelConfig {
+        name: MODEL_NAME.into(),
+        image_size: IMAGE_SIZE,
+        text_encoder,
+        unet: UNetConfig::default(),
+        vae: VaeConfig {
+            scaling_factor,
+            ..vae_config()
+        },
+        vocabulary,
+        train_steps: TRAIN_STEPS,
+        prediction_type: PredictionType::VPrediction,
+        default_steps: 25,
+        default_guidance: 3.0,
+    }
+}
+
+fn train_diffusion(args: &DiffusionArgs) -> anyhow::Result<()> {
+    let device = Device::Cpu;
+    let common = &args.common;
+    let (vae, _) = load_vae(&args.vae, &device)?;
+    let scaling = measure_scaling(&vae, common.seed, &device)?;
+    println!("latent scaling factor {scaling:.4}");
+    let config = model_config(scaling);
+    let settings = DiffusionTraining {
+        caption_dropout: args.caption_dropout,
+        prediction: config.prediction_type,
+        lr: lr_schedule(common),
+        weight_decay: 0.01,
+        max_grad_norm: 1.0,
+        ema_decay: 0.999,
+    };
+    let mut trainer = DiffusionTrainer::new(
+        &config.text_encoder,
+        &config.unet,
+        config.tokenizer(),
+        NoiseSchedule::cosine(TRAIN_STEPS),
+        settings,
+        common.seed,
+        &device,
+    )?;
+    let mut state = resume(&common.run, "diffusion", common.seed, &mut trainer.adam, &mut trainer.ema, &device)?;
+    let progress = Progress::new(state.step, common.steps, common.minutes);
+    while state.step < common.steps {
+        let scenes = scenes_for_step(common.seed ^ 0xD1FF, state.step, common.batch);
+        let images: Vec<_> = scenes.iter().map(|s| world::render(s, IMAGE_SIZE as u32)).collect();
+        let captions: Vec<String> = scenes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let language = if (state.step + i) % 2 == 0 { Language::English } else { Language::Chinese };
+                world::caption(s.spec(), language)
+            })
+            .collect();
+        let latents = (vae.encode(&images_to_tensor(&images, IMAGE_SIZE, &device)?)?.mean * scaling)?;
+        let stats = trainer.step(&latents, &captions)?;
+        state.step = stats.step;
+        state.losses.push((stats.step, stats.loss));
+        if stats.step % 10 == 0 {
+            progress.report(&stats);
+        }
+        let stop = progress.out_of_time();
+        if stats.step % common.save_every == 0 || stats.step == common.steps || stop {
+            checkpoint::save(&common.run, &state, &trainer.adam, &trainer.ema)?;
+        }
+        if stop {
+            println!("time limit reached at step {}; rerun the same command to resume", state.step);
+            return Ok(());
+        }
+    }
+    println!("diffusion done at step {}", state.step);
+    Ok(())
+}
+
+fn export(args: &ExportArgs) -> anyhow::Result<()> {
+    let device = Device::Cpu;
+    let (vae, vae_tensors) = load_vae(&args.vae, &device)?;
+    let diffusion = checkpoint::latest(&args.diffusion)?.with_context(|| format!("no checkpoint in {}", args.diffusion.display()))?;
+    let diffusion_state: RunState = serde_json::from_slice(&std::fs::read(diffusion.join("state.json"))?)?;
+    let scaling = measure_scaling(&vae, diffusion_state.seed, &device)?;
+    let config = model_config(scaling);
+    let mut tensors = checkpoint::load_tensors(&diffusion.join("ema.safetensors"), &device)?;
+    tensors.extend(vae_tensors);
+    let tensors: HashMap<String, Tensor> = tensors
+        .into_iter()
+        .map(|(name, t)| Ok((name, t.to_dtype(DType::F16)?)))
+        .collect::<candle_core::Result<_>>()?;
+    std::fs::create_dir_all(&args.out)?;
+    candle_core::safetensors::save(&tensors, args.out.join("model.safetensors"))?;
+    std::fs::write(args.out.join("config.json"), serde_json::to_vec_pretty(&config)?)?;
+    println!("wrote {} ({} tensors)", args.out.display(), tensors.len());
+    Ok(())
+}

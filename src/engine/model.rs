@@ -1,0 +1,230 @@
+//! A complete text-to-image model: tokenizer, text encoder, UNet, VAE and
+//! noise schedule, loaded together from one configuration and one
+//! safetensors file.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::EngineError;
+use super::clip::{TextEncoder, TextEncoderConfig};
+use super::schedule::{NoiseSchedule, PredictionType};
+use super::tokenizer::{Encoding, Tokenizer};
+use super::unet::{UNet, UNetConfig};
+use super::vae::{AutoEncoderKl, VaeConfig};
+
+/// Everything that defines a model besides its weights; stored as
+/// `config.json` next to `model.safetensors`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// Model name recorded in the ledger and the manifest.
+    pub name: String,
+    /// Edge of the square images the model makes, in pixels.
+    pub image_size: usize,
+    /// The text encoder.
+    pub text_encoder: TextEncoderConfig,
+    /// The denoising UNet.
+    pub unet: UNetConfig,
+    /// The autoencoder.
+    pub vae: VaeConfig,
+    /// Tokenizer words in id order after the four special tokens.
+    pub vocabulary: Vec<String>,
+    /// Discrete steps of the training schedule (cosine).
+    pub train_steps: usize,
+    /// What the UNet predicts.
+    pub prediction_type: PredictionType,
+    /// Sampling steps when the caller gives none.
+    pub default_steps: usize,
+    /// Classifier-free guidance scale when the caller gives none.
+    pub default_guidance: f64,
+}
+
+impl ModelConfig {
+    /// Shape `(channels, height, width)` of one latent.
+    pub fn latent_shape(&self) -> (usize, usize, usize) {
+        let edge = self.image_size / self.vae.downscale();
+        (self.vae.latent_channels, edge, edge)
+    }
+
+    /// Number of elements of one latent.
+    pub fn latent_len(&self) -> usize {
+        let (c, h, w) = self.latent_shape();
+        c * h * w
+    }
+
+    /// The tokenizer this configuration describes.
+    pub fn tokenizer(&self) -> Tokenizer {
+        Tokenizer::new(&self.vocabulary, self.text_encoder.max_position_embeddings)
+    }
+}
+
+/// A loaded model, ready to sample, encode, decode and invert.
+pub struct Model {
+    pub(crate) config: ModelConfig,
+    pub(crate) tokenizer: Tokenizer,
+    pub(crate) text_encoder: TextEncoder,
+    pub(crate) unet: UNet,
+    pub(crate) vae: AutoEncoderKl,
+    pub(crate) schedule: NoiseSchedule,
+    pub(crate) device: Device,
+    weights_sha256: [u8; 32],
+}
+
+impl Model {
+    /// Loads a model from its configuration and safetensors bytes. The
+    /// weights' SHA-256 is taken over exactly these bytes.
+    pub fn from_bytes(config: ModelConfig, weights: Vec<u8>, device: &Device) -> Result<Self, EngineError> {
+        let weights_sha256: [u8; 32] = Sha256::digest(&weights).into();
+        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, device)
+            .map_err(|source| EngineError::candle("reading the model weights", source))?;
+        let mut model = Self::from_var_builder(config, vb, device)?;
+        model.weights_sha256 = weights_sha256;
+        Ok(model)
+    }
+
+    /// Loads `config.json` and `model.safetensors` from a directory.
+    pub fn from_dir(dir: &Path) -> Result<Self, EngineError> {
+        let config_path = dir.join("config.json");
+        let weights_path = dir.join("model.safetensors");
+        let config_bytes = std::fs::read(&config_path).map_err(|source| EngineError::Io {
+            path: config_path.clone(),
+            source,
+        })?;
+        let config = serde_json::from_slice(&config_bytes).map_err(|source| EngineError::Config {
+            path: config_path.display().to_string(),
+            source,
+        })?;
+        let weights = std::fs::read(&weights_path).map_err(|source| EngineError::Io {
+            path: weights_path,
+            source,
+        })?;
+        Self::from_bytes(config, weights, &Device::Cpu)
+    }
+
+    /// Builds a model from any variable source (a training `VarMap`, for
+    /// instance). Its weights hash is zero until saved and reloaded.
+    pub fn from_var_builder(config: ModelConfig, vb: VarBuilder, device: &Device) -> Result<Self, EngineError> {
+        let tokenizer = config.tokenizer();
+        if tokenizer.vocab_size() > config.text_encoder.vocab_size {
+            return Err(EngineError::InvalidConfig(format!(
+                "vocabulary has {} tokens but the text encoder only {}",
+                tokenizer.vocab_size(),
+                config.text_encoder.vocab_size
+            )));
+        }
+        let build = |what: &'static str| move |source| EngineError::candle(what, source);
+        let text_encoder = TextEncoder::new(&config.text_encoder, vb.clone()).map_err(build("loading the text encoder"))?;
+        let unet = UNet::new(&config.unet, vb.pp("unet")).map_err(build("loading the UNet"))?;
+        let vae = AutoEncoderKl::new(&config.vae, vb.pp("vae")).map_err(build("loading the VAE"))?;
+        Ok(Self {
+            schedule: NoiseSchedule::cosine(config.train_steps),
+            tokenizer,
+            text_encoder,
+            unet,
+            vae,
+            config,
+            device: device.clone(),
+            weights_sha256: [0; 32],
+        })
+    }
+
+    /// The model's configuration.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// SHA-256 of the safetensors file the weights came from.
+    pub fn weights_sha256(&self) -> [u8; 32] {
+        self.weights_sha256
+    }
+
+    /// The model's tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The device the model runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Tokenizes and encodes prompts to `(batch, len, hidden)`.
+    pub fn encode_prompts<S: AsRef<str>>(&self, prompts: &[S]) -> Result<(Tensor, Vec<Encoding>), EngineError> {
+        let encodings: Vec<Encoding> = prompts.iter().map(|p| self.tokenizer.encode(p.as_ref())).collect();
+        let len = self.tokenizer.max_len();
+        let ids: Vec<u32> = encodings.iter().flat_map(|e| e.ids.iter().copied()).collect();
+        let ids = Tensor::from_vec(ids, (prompts.len(), len), &self.device)
+            .map_err(|source| EngineError::candle("building token ids", source))?;
+        let hidden = self
+            .text_encoder
+            .forward(&ids)
+            .map_err(|source| EngineError::candle("running the text encoder", source))?;
+        Ok((hidden, encodings))
+    }
+
+    /// Encodes images to scaled latents (the posterior mean times the
+    /// scaling factor). Every image must be `image_size` square.
+    pub fn encode_images(&self, images: &[RgbImage]) -> Result<Tensor, EngineError> {
+        let pixels = images_to_tensor(images, self.config.image_size, &self.device)?;
+        let posterior = self
+            .vae
+            .encode(&pixels)
+            .map_err(|source| EngineError::candle("running the VAE encoder", source))?;
+        (posterior.mean * self.config.vae.scaling_factor).map_err(|source| EngineError::candle("scaling latents", source))
+    }
+
+    /// Decodes scaled latents to images.
+    pub fn decode_latents(&self, latents: &Tensor) -> Result<Vec<RgbImage>, EngineError> {
+        let unscaled = (latents / self.config.vae.scaling_factor)
+            .map_err(|source| EngineError::candle("scaling latents", source))?;
+        let pixels = self
+            .vae
+            .decode(&unscaled)
+            .map_err(|source| EngineError::candle("running the VAE decoder", source))?;
+        tensor_to_images(&pixels)
+    }
+}
+
+/// Converts same-sized RGB images to a `(batch, 3, size, size)` tensor in
+/// [-1, 1].
+pub fn images_to_tensor(images: &[RgbImage], size: usize, device: &Device) -> Result<Tensor, EngineError> {
+    let mut data = Vec::with_capacity(images.len() * 3 * size * size);
+    for image in images {
+        if image.width() as usize != size || image.height() as usize != size {
+            return Err(EngineError::ImageSize {
+                width: image.width(),
+                height: image.height(),
+                expected: size,
+            });
+        }
+        for channel in 0..3 {
+            data.extend(image.pixels().map(|p| p.0[channel] as f32 / 127.5 - 1.0));
+        }
+    }
+    Tensor::from_vec(data, (images.len(), 3, size, size), device)
+        .map_err(|source| EngineError::candle("building the image tensor", source))
+}
+
+/// Converts a `(batch, 3, h, w)` tensor in [-1, 1] to RGB images, rounding
+/// to the nearest level and clamping.
+pub fn tensor_to_images(pixels: &Tensor) -> Result<Vec<RgbImage>, EngineError> {
+    let err = |source| EngineError::candle("reading decoded pixels", source);
+    let (batch, _, height, width) = pixels.dims4().map_err(err)?;
+    let values = pixels.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(err)?;
+    let plane = height * width;
+    let images = (0..batch)
+        .map(|b| {
+            let base = b * 3 * plane;
+            RgbImage::from_fn(width as u32, height as u32, |x, y| {
+                let i = y as usize * width + x as usize;
+                let level = |c: usize| ((values[base + c * plane + i] + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8;
+                image::Rgb([level(0), level(1), level(2)])
+            })
+        })
+        .collect();
+    Ok(images)
+}
