@@ -7,6 +7,7 @@
 
 pub mod engine;
 pub mod eval;
+pub mod generation;
 pub mod home;
 pub mod keys;
 pub mod ledger;

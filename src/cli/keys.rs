@@ -1,19 +1,59 @@
-//! `mmgen keys`: create, show and rotate the local key set.
+//! `mmgen keys`: create and show the local key set.
 
 use std::process::ExitCode;
 
 use clap::Subcommand;
+use mmgen::keys::KeyStore;
+use mmgen::watermark::WatermarkKey;
 
 use super::Context;
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// Create the local key set if it does not exist.
+    /// Create the local key set: an Ed25519 CA, a C2PA signing certificate,
+    /// a watermark key and a checkpoint key. Never overwrites keys.
     Init,
+    /// Show the public parts of the key set (no private key material).
+    Show {
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
-pub fn run(command: KeysCommand, _ctx: &Context) -> anyhow::Result<ExitCode> {
+pub fn run(command: KeysCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
     match command {
-        KeysCommand::Init => anyhow::bail!("mmgen keys init is not implemented yet"),
+        KeysCommand::Init => init(ctx),
+        KeysCommand::Show { json } => show(ctx, json),
     }
+}
+
+fn init(ctx: &Context) -> anyhow::Result<ExitCode> {
+    ctx.home.ensure()?;
+    let store = KeyStore::new(&ctx.home.keys_dir());
+    if store.exists() {
+        anyhow::bail!(
+            "a key set already exists in {}; mmgen never overwrites keys (use `mmgen keys show` to see it)",
+            ctx.home.keys_dir().display()
+        );
+    }
+    store.init()?;
+    println!("{}", super::created_message(&ctx.home));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show(ctx: &Context, json: bool) -> anyhow::Result<ExitCode> {
+    let store = KeyStore::new(&ctx.home.keys_dir());
+    let keys = store.load()?;
+    let info = keys.info();
+    let watermark_id = mmgen::generation::hex(&WatermarkKey::new(keys.watermark_secret).id());
+    if json {
+        let mut value = serde_json::to_value(&info)?;
+        value["watermark_key_id"] = serde_json::Value::String(watermark_id);
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        println!("{}", serde_json::to_string_pretty(&info)?);
+        println!("watermark key id: {watermark_id}");
+    }
+    Ok(ExitCode::SUCCESS)
 }

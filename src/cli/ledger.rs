@@ -1,19 +1,117 @@
-//! `mmgen ledger`: list, show, prove and verify ledger records.
+//! `mmgen ledger`: list, show and verify ledger records.
 
 use std::process::ExitCode;
 
 use clap::Subcommand;
+use mmgen::ledger::{ListFilter, Record};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use super::Context;
 
 #[derive(Debug, Subcommand)]
 pub enum LedgerCommand {
-    /// List records.
-    List,
+    /// List records, oldest first.
+    List {
+        /// Only records at or after this UTC time (RFC 3339, e.g. 2026-12-01T00:00:00Z).
+        #[arg(long, value_parser = parse_time)]
+        since: Option<OffsetDateTime>,
+        /// Only records before this UTC time (RFC 3339).
+        #[arg(long, value_parser = parse_time)]
+        until: Option<OffsetDateTime>,
+        /// At most this many records.
+        #[arg(long)]
+        limit: Option<u64>,
+        /// Print one JSON object per record, one per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one record in full.
+    Show {
+        /// The record's serial.
+        serial: u64,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recompute every record's hash and chain link; exit 3 on the first
+    /// record that differs.
+    Verify,
 }
 
-pub fn run(command: LedgerCommand, _ctx: &Context) -> anyhow::Result<ExitCode> {
+fn parse_time(text: &str) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(text, &Rfc3339)
+        .map_err(|e| format!("invalid time {text:?} ({e}); use RFC 3339, for example 2026-12-01T00:00:00Z"))
+}
+
+pub fn run(command: LedgerCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
     match command {
-        LedgerCommand::List => anyhow::bail!("mmgen ledger list is not implemented yet"),
+        LedgerCommand::List { since, until, limit, json } => {
+            let ledger = ctx.open_existing_ledger()?;
+            let records = ledger.list(&ListFilter { since, until, limit })?;
+            for record in &records {
+                if json {
+                    println!("{}", serde_json::to_string(record)?);
+                } else {
+                    println!("{}", summary(record));
+                }
+            }
+            if records.is_empty() && !json {
+                eprintln!("no records");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        LedgerCommand::Show { serial, json } => {
+            let ledger = ctx.open_existing_ledger()?;
+            let Some(record) = ledger.get(serial)? else {
+                anyhow::bail!("no record with serial {serial}; `mmgen ledger list` shows the serials");
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&record)?);
+            } else {
+                print_record(&record);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        LedgerCommand::Verify => {
+            let ledger = ctx.open_existing_ledger()?;
+            let report = ledger.verify_chain()?;
+            println!("{report}");
+            Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(3) })
+        }
     }
+}
+
+fn time_text(time: &OffsetDateTime) -> String {
+    time.format(&Rfc3339).unwrap_or_else(|_| "?".into())
+}
+
+fn summary(record: &Record) -> String {
+    let prompt = record.prompt.as_deref().unwrap_or("(prompt redacted)");
+    format!(
+        "{:>6}  {}  {}  {}  {prompt:?}",
+        record.serial,
+        time_text(&record.created_at),
+        record.model_name,
+        record.watermark_payload
+    )
+}
+
+fn print_record(record: &Record) {
+    let hex = mmgen::generation::hex;
+    println!("serial           {}", record.serial);
+    println!("leaf index       {}", record.leaf_index);
+    println!("created          {}", time_text(&record.created_at));
+    println!("model            {} (weights sha256 {})", record.model_name, hex(&record.weights_sha256));
+    println!("prompt           {}", record.prompt.as_deref().unwrap_or("(redacted)"));
+    println!("prompt sha256    {}", hex(&record.prompt_sha256));
+    println!("seed             {}", record.seed);
+    println!("steps            {}", record.steps);
+    println!("guidance         {}", record.guidance);
+    println!("size             {}x{}", record.width, record.height);
+    println!("watermark        {}", record.watermark_payload);
+    println!("output           {} sha256 {}", record.output_mime, hex(&record.output_sha256));
+    println!("manifest         {} bytes", record.manifest.len());
+    println!("record hash      {}", hex(&record.record_hash));
+    println!("previous hash    {}", hex(&record.prev_hash));
 }

@@ -6,14 +6,20 @@
 //! (see `verify.rs`). A closed stdout (for example `mmgen ledger list |
 //! head`) is not an error.
 
+mod generate;
 mod keys;
 mod ledger;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use mmgen::engine::{Model, builtin};
 use mmgen::home::Home;
+use mmgen::keys::{KeySet, KeyStore};
+use mmgen::ledger::Ledger;
 
 /// Provenance for generated images: generate with a watermark, a C2PA
 /// manifest and a ledger record; verify and trace any file.
@@ -36,6 +42,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Generate images with a watermark, a ledger record and optionally a
+    /// C2PA manifest.
+    Generate(generate::GenerateArgs),
+    /// Report what every provenance layer says about image files.
+    Verify(verify::VerifyArgs),
     /// Create, show or rotate the local signing and watermark keys.
     Keys {
         #[command(subcommand)]
@@ -52,6 +63,65 @@ enum Command {
 pub struct Context {
     /// The resolved mmgen home.
     pub home: Home,
+}
+
+impl Context {
+    /// Loads the key set, creating it (and saying so on stderr) when the
+    /// home has none.
+    pub fn load_or_init_keys(&self, quiet: bool) -> anyhow::Result<KeySet> {
+        self.home.ensure()?;
+        let store = KeyStore::new(&self.home.keys_dir());
+        let (keys, created) = store.load_or_init()?;
+        if created && !quiet {
+            eprintln!("{}", created_message(&self.home));
+        }
+        Ok(keys)
+    }
+
+    /// Loads the key set if the home has one.
+    pub fn load_keys_if_present(&self) -> anyhow::Result<Option<KeySet>> {
+        let store = KeyStore::new(&self.home.keys_dir());
+        if !store.exists() {
+            return Ok(None);
+        }
+        Ok(Some(store.load()?))
+    }
+
+    /// Opens the ledger, creating it if missing.
+    pub fn open_ledger(&self) -> anyhow::Result<Ledger> {
+        self.home.ensure()?;
+        Ok(Ledger::open(&self.home.ledger_path())?)
+    }
+
+    /// Opens the ledger if it exists.
+    pub fn open_ledger_if_present(&self) -> anyhow::Result<Option<Ledger>> {
+        let path = self.home.ledger_path();
+        if !path.exists() {
+            return Ok(None);
+        }
+        Ok(Some(Ledger::open_existing(&path)?))
+    }
+
+    /// Opens an existing ledger, for commands that only read it.
+    pub fn open_existing_ledger(&self) -> anyhow::Result<Ledger> {
+        Ok(Ledger::open_existing(&self.home.ledger_path())?)
+    }
+
+    /// Loads the built-in model on the CPU.
+    pub fn load_model(&self) -> anyhow::Result<Model> {
+        builtin::load(&candle_core::Device::Cpu).context("loading the built-in model")
+    }
+}
+
+/// The notice printed when a key set has just been created.
+pub fn created_message(home: &Home) -> String {
+    format!(
+        "created a local key set in {}: an Ed25519 CA, a C2PA signing certificate issued by it, \
+         and a 256-bit watermark key. The local CA is not trusted by anyone else; \
+         share {} with those who should trust your manifests.",
+        home.keys_dir().display(),
+        home.keys_dir().join("ca.cert.pem").display()
+    )
 }
 
 /// Parses arguments, runs one subcommand and returns its exit status.
@@ -73,6 +143,8 @@ pub fn main() -> ExitCode {
 
 fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Generate(args) => generate::run(args, ctx),
+        Command::Verify(args) => verify::run(args, ctx),
         Command::Keys { command } => keys::run(command, ctx),
         Command::Ledger { command } => ledger::run(command, ctx),
     }

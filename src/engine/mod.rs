@@ -1,6 +1,7 @@
 //! The latent diffusion engine on candle: text encoder, UNet, VAE, noise
 //! schedule, DDIM sampling and inversion, and the embedded built-in model.
 
+pub mod builtin;
 pub mod clip;
 pub mod ddim;
 pub mod init;

@@ -1,0 +1,143 @@
+//! `mmgen generate`: make images with the built-in model, each with a
+//! latent watermark, a ledger record and, with `--sign`, a C2PA manifest.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use mmgen::generation::{self, GenerationRequest, Provenance};
+use mmgen::media::MediaFormat;
+use mmgen::watermark::WatermarkKey;
+
+use super::Context;
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// What the image should show, in English or Chinese, for example
+    /// "a red circle above a blue square".
+    prompt: String,
+
+    /// Sign each output with a C2PA manifest (creates a local key set on
+    /// first use).
+    #[arg(long)]
+    sign: bool,
+
+    /// Output file. With -n, image i goes to STEM-i.EXT. Default:
+    /// mmgen-SERIAL.EXT in the current directory.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+
+    /// Number of images, denoised together as one batch.
+    #[arg(short = 'n', long = "count", default_value_t = 1, value_name = "COUNT")]
+    count: usize,
+
+    /// Seed of the first image (image i uses SEED + i). Default: random.
+    #[arg(long)]
+    seed: Option<u64>,
+
+    /// DDIM sampling steps. Default: the model's (25 for the built-in model).
+    #[arg(long)]
+    steps: Option<usize>,
+
+    /// Classifier-free guidance scale. Default: the model's.
+    #[arg(long)]
+    guidance: Option<f64>,
+
+    /// Output file format.
+    #[arg(long, value_enum, default_value_t = FormatArg::Png)]
+    format: FormatArg,
+
+    /// Replace existing output files.
+    #[arg(long)]
+    force: bool,
+
+    /// Keep only the prompt's SHA-256 in the ledger, not its text.
+    #[arg(long)]
+    redact_prompt: bool,
+
+    /// Print a machine-readable summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Png,
+    Jpeg,
+    Webp,
+}
+
+impl From<FormatArg> for MediaFormat {
+    fn from(value: FormatArg) -> Self {
+        match value {
+            FormatArg::Png => MediaFormat::Png,
+            FormatArg::Jpeg => MediaFormat::Jpeg,
+            FormatArg::Webp => MediaFormat::Webp,
+        }
+    }
+}
+
+pub fn run(args: GenerateArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
+    let keys = ctx.load_or_init_keys(args.json)?;
+    let watermark = WatermarkKey::new(keys.watermark_secret);
+    let mut ledger = ctx.open_ledger()?;
+    let model = ctx.load_model()?;
+    let request = GenerationRequest {
+        prompt: args.prompt.clone(),
+        count: args.count,
+        seed: args.seed,
+        steps: args.steps,
+        guidance: args.guidance,
+        output: args.output.clone(),
+        format: args.format.into(),
+        overwrite: args.force,
+        log_prompt: !args.redact_prompt,
+    };
+    let provenance = Provenance {
+        watermark: &watermark,
+        signer: args.sign.then_some(&keys.signer),
+    };
+    for word in model.tokenizer().encode(&args.prompt).unknown {
+        eprintln!("mmgen: warning: the built-in model does not know the word {word:?}; it is ignored");
+    }
+
+    let bar = progress_bar(args.json);
+    let images = generation::generate(&model, &mut ledger, &provenance, &request, &mut |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&images)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for image in &images {
+        println!("wrote {}", image.path.display());
+        println!("  ledger serial  {}", image.serial);
+        println!("  watermark      {}", image.watermark_payload);
+        println!("  seed           {}", image.seed);
+        println!("  sha256         {}", image.sha256);
+    }
+    if args.sign {
+        println!(
+            "signed with a C2PA manifest by the local CA in {}; no one else trusts that CA until you give them its certificate",
+            ctx.home.keys_dir().display()
+        );
+    } else {
+        println!("unsigned: watermarked and logged, but no C2PA manifest; pass --sign to add Content Credentials");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn progress_bar(hidden: bool) -> ProgressBar {
+    if hidden {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(0);
+    let style = ProgressStyle::with_template("sampling {bar:30} {pos}/{len} steps {elapsed}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}

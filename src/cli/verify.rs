@@ -1,0 +1,243 @@
+//! `mmgen verify`: report what every provenance layer says about files.
+//!
+//! Exit status: 0 provenance found and consistent (an intact file, or a
+//! modified copy traced through its watermark), 1 nothing found, 2 error,
+//! 3 evidence of tampering. With several files the most serious outcome
+//! wins: tampering, then error, then found, then nothing found.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Args;
+use mmgen::engine::InversionOptions;
+use mmgen::manifest::ValidationState;
+use mmgen::verify::{LedgerFinding, ManifestFinding, Report, Verdict, Verifier, WatermarkFinding};
+use mmgen::watermark::{self, WatermarkKey};
+
+use super::Context;
+
+/// Exit status when a file could not be verified.
+const EXIT_ERROR: u8 = 2;
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Files to verify; a directory stands for the image files in it.
+    #[arg(required = true, value_name = "FILE_OR_DIR")]
+    paths: Vec<PathBuf>,
+
+    /// Print one JSON report per file, one per line.
+    #[arg(long)]
+    json: bool,
+
+    /// PEM file of root certificates; a manifest whose chain ends in one
+    /// of them is reported as trusted. Default: trust-anchors.pem in the
+    /// mmgen home, if present.
+    #[arg(long, value_name = "PEM")]
+    trust_anchors: Option<PathBuf>,
+
+    /// DDIM inversion steps for the watermark. Default: the model's
+    /// sampling steps.
+    #[arg(long, value_name = "N")]
+    inversion_steps: Option<usize>,
+
+    /// Corrected p-value below which a watermark counts as found.
+    #[arg(long, default_value_t = watermark::DEFAULT_THRESHOLD, value_name = "P")]
+    threshold: f64,
+}
+
+pub fn run(args: VerifyArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
+    if !(args.threshold > 0.0 && args.threshold < 1.0) {
+        anyhow::bail!("threshold {} is out of range; use a p-value between 0 and 1, such as 1e-6", args.threshold);
+    }
+    let files = expand(&args.paths)?;
+    let trust_anchors = read_trust_anchors(args.trust_anchors.as_deref(), ctx)?;
+    let keys: Vec<WatermarkKey> = ctx
+        .load_keys_if_present()?
+        .map(|k| WatermarkKey::new(k.watermark_secret))
+        .into_iter()
+        .collect();
+    let ledger = ctx.open_ledger_if_present()?;
+    let model = ctx.load_model()?;
+    let verifier = Verifier {
+        model: &model,
+        ledger: ledger.as_ref(),
+        keys: &keys,
+        trust_anchors: trust_anchors.as_deref(),
+        inversion: InversionOptions {
+            steps: args.inversion_steps.unwrap_or(model.config().default_steps),
+            refinements: 0,
+        },
+        threshold: args.threshold,
+    };
+
+    let mut outcomes = Vec::with_capacity(files.len());
+    for file in &files {
+        let name = file.display().to_string();
+        let result = mmgen::media::read_file(file)
+            .map_err(anyhow::Error::from)
+            .and_then(|bytes| verifier.verify(&name, &bytes).map_err(anyhow::Error::from));
+        match result {
+            Ok(report) => {
+                if args.json {
+                    println!("{}", serde_json::to_string(&report)?);
+                } else {
+                    print_report(&report);
+                }
+                outcomes.push(Some(report.verdict));
+            }
+            Err(err) => {
+                if args.json {
+                    let value = serde_json::json!({ "file": name, "verdict": "error", "error": format!("{err:#}") });
+                    println!("{value}");
+                } else {
+                    eprintln!("mmgen: {name}: {err:#}");
+                }
+                outcomes.push(None);
+            }
+        }
+    }
+    Ok(ExitCode::from(overall_exit(&outcomes)))
+}
+
+/// The exit status of a run: tampering, then error, then found, then
+/// nothing found.
+fn overall_exit(outcomes: &[Option<Verdict>]) -> u8 {
+    if outcomes.contains(&Some(Verdict::Tampered)) {
+        return Verdict::Tampered.exit_code();
+    }
+    if outcomes.contains(&None) {
+        return EXIT_ERROR;
+    }
+    if outcomes.iter().any(|o| matches!(o, Some(Verdict::Intact | Verdict::ModifiedCopy))) {
+        return 0;
+    }
+    Verdict::NothingFound.exit_code()
+}
+
+/// Expands directories into the image files directly inside them, sorted.
+fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if !path.is_dir() {
+            files.push(path.clone());
+            continue;
+        }
+        let entries = std::fs::read_dir(path).with_context(|| format!("cannot list {}", path.display()))?;
+        let mut found: Vec<PathBuf> = entries
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && is_image_name(p))
+            .collect();
+        found.sort();
+        files.extend(found);
+    }
+    Ok(files)
+}
+
+fn is_image_name(path: &Path) -> bool {
+    let extension = path.extension().map(|e| e.to_string_lossy().to_lowercase());
+    matches!(extension.as_deref(), Some("png" | "jpg" | "jpeg" | "webp"))
+}
+
+fn read_trust_anchors(explicit: Option<&Path>, ctx: &Context) -> anyhow::Result<Option<String>> {
+    let default = ctx.home.trust_anchors_path();
+    let path = match explicit {
+        Some(path) => path.to_path_buf(),
+        None if default.is_file() => default,
+        None => return Ok(None),
+    };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read trust anchors {}; pass a PEM file of root certificates", path.display()))?;
+    Ok(Some(text))
+}
+
+fn print_report(report: &Report) {
+    println!("{}: {}", report.file, headline(report));
+    print_manifest(&report.manifest);
+    print_watermark(&report.watermark);
+    print_ledger(report.ledger.as_ref());
+    for conflict in &report.conflicts {
+        println!("  conflict   {conflict}");
+    }
+}
+
+fn headline(report: &Report) -> String {
+    match (report.verdict, &report.ledger) {
+        (Verdict::Intact, Some(l)) if l.byte_identical => {
+            format!("generated by mmgen (generation {}), file unchanged", l.record.serial)
+        }
+        (Verdict::Intact, _) => "Content Credentials present and valid".into(),
+        (Verdict::ModifiedCopy, Some(l)) => {
+            format!("modified copy of mmgen generation {} (traced by its watermark)", l.record.serial)
+        }
+        (Verdict::ModifiedCopy, None) => "watermark found".into(),
+        (Verdict::NothingFound, _) => "no provenance found (no manifest, no watermark)".into(),
+        (Verdict::Tampered, _) => "evidence of tampering".into(),
+    }
+}
+
+fn print_manifest(finding: &ManifestFinding) {
+    match finding {
+        ManifestFinding::None => println!("  C2PA       no manifest"),
+        ManifestFinding::Unreadable { error } => println!("  C2PA       manifest present but unreadable: {error}"),
+        ManifestFinding::Found(m) => {
+            let state = match m.state {
+                ValidationState::Trusted => "valid and trusted",
+                ValidationState::Valid => "valid signature; the signer is not in your trust list",
+                ValidationState::Invalid => "INVALID",
+            };
+            println!("  C2PA       {state}");
+            if let Some(signer) = &m.signer {
+                println!("             signed by {signer}{}", m.issuer.as_ref().map(|i| format!(", issued by {i}")).unwrap_or_default());
+            }
+            if let Some(generator) = &m.claim_generator {
+                println!("             claim generator {generator}");
+            }
+            for action in &m.actions {
+                let source = action.digital_source_type.as_deref().unwrap_or("-");
+                println!("             action {} (digital source type {source})", action.action);
+            }
+            for status in m.status.iter().filter(|s| s.kind != "success") {
+                println!("             status {}: {}", status.code, status.explanation.as_deref().unwrap_or(""));
+            }
+        }
+    }
+}
+
+fn print_watermark(finding: &WatermarkFinding) {
+    match finding {
+        WatermarkFinding::Skipped { reason } => println!("  watermark  not tested: {reason}"),
+        WatermarkFinding::Checked(d) if d.detected => {
+            let payload = d.payload.as_ref().map(|p| p.to_string()).unwrap_or_default();
+            println!(
+                "  watermark  found, p = {:.2e} ({} of {} signs agree, {} candidates), payload {payload}",
+                d.p_value, d.agreement, d.elements, d.candidates
+            );
+        }
+        WatermarkFinding::Checked(d) => println!(
+            "  watermark  none found (best p = {:.2e} over {} candidates, threshold {:.0e})",
+            d.p_value, d.candidates, d.threshold
+        ),
+    }
+}
+
+fn print_ledger(finding: Option<&LedgerFinding>) {
+    let Some(finding) = finding else {
+        println!("  ledger     no record");
+        return;
+    };
+    let r = &finding.record;
+    let identical = if finding.byte_identical {
+        "byte-identical to the released file"
+    } else {
+        "file differs from the released output"
+    };
+    println!("  ledger     generation {} at {}, model {}; {identical}", r.serial, format_time(r), r.model_name);
+}
+
+fn format_time(record: &mmgen::ledger::Record) -> String {
+    record
+        .created_at
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "?".into())
+}

@@ -1,0 +1,332 @@
+//! Generation with all three provenance layers, shared by the command line
+//! and any other front end.
+//!
+//! For each image: reserve a ledger serial, sample the initial latent from
+//! the watermark key and that serial, denoise and decode, encode the file,
+//! sign a C2PA manifest over it (when a signer is given), append the ledger
+//! record, and only then move the file into place. A process that dies
+//! before the append leaves an unused serial and no file; one that dies
+//! after it leaves a record whose file was never released, never the
+//! reverse.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use candle_core::Tensor;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::engine::{EngineError, Model, SampleOptions};
+use crate::keys::Signer;
+use crate::ledger::{Ledger, LedgerError, NewRecord, RecordKind};
+use crate::manifest::{self, GenerationClaim, ManifestError};
+use crate::media::{self, MediaError, MediaFormat};
+use crate::watermark::{self, Payload, WatermarkKey};
+
+/// Errors of a generation run.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerationError {
+    /// The request itself is invalid (count, steps, guidance, paths).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The output file exists and overwriting was not requested.
+    #[error("{0} already exists; choose another output path or pass --force")]
+    OutputExists(PathBuf),
+    /// The engine failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The ledger failed; no file was released for this image.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// Signing the manifest failed; no file was released for this image.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// Encoding the image failed.
+    #[error(transparent)]
+    Media(#[from] MediaError),
+    /// Writing the output failed.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file being written.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct GenerationRequest {
+    /// The text prompt.
+    pub prompt: String,
+    /// Number of images; they are denoised together as one batch.
+    pub count: usize,
+    /// Seed of the first image; image `i` uses `seed + i`. `None` draws one
+    /// from the operating system.
+    pub seed: Option<u64>,
+    /// DDIM steps; `None` uses the model's default.
+    pub steps: Option<usize>,
+    /// Classifier-free guidance scale; `None` uses the model's default.
+    pub guidance: Option<f64>,
+    /// Output path. With `count > 1`, image `i` goes to `STEM-i.EXT`.
+    /// `None` names each file `mmgen-SERIAL.EXT` in the current directory.
+    pub output: Option<PathBuf>,
+    /// File format of the outputs.
+    pub format: MediaFormat,
+    /// Whether an existing output file may be replaced.
+    pub overwrite: bool,
+    /// Whether the ledger keeps the prompt text (otherwise only its SHA-256).
+    pub log_prompt: bool,
+}
+
+/// The layers that every output gets: the watermark key always, a C2PA
+/// signer when signing is requested.
+pub struct Provenance<'a> {
+    /// Key of the latent watermark.
+    pub watermark: &'a WatermarkKey,
+    /// Signer of the C2PA manifest; `None` leaves outputs unsigned.
+    pub signer: Option<&'a Signer>,
+}
+
+/// One released output.
+#[derive(Debug, Clone, Serialize)]
+pub struct GeneratedImage {
+    /// Where the file was written.
+    pub path: PathBuf,
+    /// Its ledger serial.
+    pub serial: u64,
+    /// The watermark payload, as text.
+    pub watermark_payload: String,
+    /// The seed of its initial latent's magnitudes.
+    pub seed: u64,
+    /// SHA-256 of the released file, hex.
+    pub sha256: String,
+    /// Whether the file carries a signed C2PA manifest.
+    pub signed: bool,
+}
+
+/// Generates `request.count` images with every layer and releases them.
+/// `on_step` is called after each denoising step with (done, total).
+pub fn generate(
+    model: &Model,
+    ledger: &mut Ledger,
+    provenance: &Provenance,
+    request: &GenerationRequest,
+    on_step: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<GeneratedImage>, GenerationError> {
+    let config = model.config();
+    let options = SampleOptions {
+        steps: request.steps.unwrap_or(config.default_steps),
+        guidance: request.guidance.unwrap_or(config.default_guidance),
+    };
+    validate(request, &options)?;
+    if let Some(output) = &request.output {
+        check_free(&output_paths(output, request.count), request.overwrite)?;
+    }
+
+    // 1. Reserve the serials first: the watermark payload contains them.
+    let first_seed = request.seed.unwrap_or_else(random_seed);
+    let mut serials = Vec::with_capacity(request.count);
+    for _ in 0..request.count {
+        serials.push(ledger.reserve_serial()?);
+    }
+    let paths = match &request.output {
+        Some(output) => output_paths(output, request.count),
+        None => {
+            let extension = request.format.extension();
+            let paths: Vec<PathBuf> = serials.iter().map(|s| PathBuf::from(format!("mmgen-{s}.{extension}"))).collect();
+            check_free(&paths, request.overwrite)?;
+            paths
+        }
+    };
+    let seeds: Vec<u64> = (0..request.count as u64).map(|i| first_seed.wrapping_add(i)).collect();
+    tracing::debug!(count = request.count, first_seed, steps = options.steps, guidance = options.guidance, "generating");
+
+    // 2. Sample the watermarked initial latents and denoise them as a batch.
+    let latents = initial_latents(model, provenance.watermark, &serials, &seeds)?;
+    let prompts = vec![request.prompt.as_str(); request.count];
+    let total = options.steps;
+    let clean = model.sample(&latents, &prompts, &options, &mut |done| on_step(done, total))?;
+    let images = model.decode_latents(&clean)?;
+
+    // 3. Encode, sign, log and release each image in turn.
+    let prompt_sha256: [u8; 32] = Sha256::digest(request.prompt.as_bytes()).into();
+    let mut released = Vec::with_capacity(request.count);
+    for (i, image) in images.iter().enumerate() {
+        let payload = Payload {
+            key_id: provenance.watermark.id(),
+            serial: serials[i],
+        };
+        let output = Output {
+            image,
+            path: &paths[i],
+            payload,
+            seed: seeds[i],
+            options,
+            prompt_sha256,
+        };
+        released.push(release(model, ledger, provenance, request, &output)?);
+    }
+    Ok(released)
+}
+
+/// One decoded image on its way out.
+struct Output<'a> {
+    image: &'a image::RgbImage,
+    path: &'a Path,
+    payload: Payload,
+    seed: u64,
+    options: SampleOptions,
+    prompt_sha256: [u8; 32],
+}
+
+fn release(
+    model: &Model,
+    ledger: &mut Ledger,
+    provenance: &Provenance,
+    request: &GenerationRequest,
+    output: &Output,
+) -> Result<GeneratedImage, GenerationError> {
+    let config = model.config();
+    let encoded = media::encode(output.image, request.format, 95)?;
+    let payload_text = output.payload.to_string();
+    let (bytes, manifest) = match provenance.signer {
+        Some(signer) => {
+            let claim = GenerationClaim {
+                model_name: config.name.clone(),
+                weights_sha256: model.weights_sha256(),
+                watermark_payload: payload_text.clone(),
+                serial: output.payload.serial,
+                steps: output.options.steps,
+                guidance: output.options.guidance,
+                seed: output.seed,
+                prompt_sha256: output.prompt_sha256,
+                title: file_name(output.path),
+            };
+            let signed = manifest::sign_generated(&encoded, request.format.mime(), &claim, signer)?;
+            (signed.bytes, signed.manifest)
+        }
+        None => (encoded, Vec::new()),
+    };
+    let output_sha256: [u8; 32] = Sha256::digest(&bytes).into();
+
+    // The file is written beside its destination, logged, then renamed.
+    let staged = stage(output.path, &bytes)?;
+    ledger.append(NewRecord {
+        serial: output.payload.serial,
+        kind: RecordKind::Generation,
+        created_at: time::OffsetDateTime::now_utc(),
+        model_name: config.name.clone(),
+        weights_sha256: model.weights_sha256(),
+        prompt: request.log_prompt.then(|| request.prompt.clone()),
+        prompt_sha256: output.prompt_sha256,
+        seed: output.seed,
+        steps: output.options.steps as u32,
+        guidance: output.options.guidance,
+        width: output.image.width(),
+        height: output.image.height(),
+        watermark_key_id: output.payload.key_id,
+        watermark_payload: payload_text.clone(),
+        output_sha256,
+        output_mime: request.format.mime().to_string(),
+        manifest: manifest.clone(),
+    })?;
+    let persisted = if request.overwrite {
+        staged.persist(output.path).map_err(|e| e.error)
+    } else {
+        staged.persist_noclobber(output.path).map_err(|e| e.error)
+    };
+    persisted.map_err(|source| GenerationError::Write {
+        path: output.path.to_path_buf(),
+        source,
+    })?;
+    tracing::debug!(serial = output.payload.serial, path = %output.path.display(), "released");
+    Ok(GeneratedImage {
+        path: output.path.to_path_buf(),
+        serial: output.payload.serial,
+        watermark_payload: payload_text,
+        seed: output.seed,
+        sha256: hex(&output_sha256),
+        signed: !manifest.is_empty(),
+    })
+}
+
+fn validate(request: &GenerationRequest, options: &SampleOptions) -> Result<(), GenerationError> {
+    let invalid = |message: String| Err(GenerationError::InvalidRequest(message));
+    if request.count == 0 || request.count > 64 {
+        return invalid(format!("count {} is out of range; use 1 to 64 images per run", request.count));
+    }
+    if options.steps == 0 || options.steps > 1000 {
+        return invalid(format!("steps {} is out of range; use 1 to 1000", options.steps));
+    }
+    if !options.guidance.is_finite() || options.guidance < 0.0 || options.guidance > 50.0 {
+        return invalid(format!("guidance {} is out of range; use 0 to 50", options.guidance));
+    }
+    if let Some(output) = &request.output {
+        if output.file_name().is_none() {
+            return invalid(format!("output path {} has no file name", output.display()));
+        }
+    }
+    Ok(())
+}
+
+fn check_free(paths: &[PathBuf], overwrite: bool) -> Result<(), GenerationError> {
+    match paths.iter().find(|p| p.exists()) {
+        Some(existing) if !overwrite => Err(GenerationError::OutputExists(existing.clone())),
+        _ => Ok(()),
+    }
+}
+
+/// The output paths of a run: the path itself for one image, else
+/// `STEM-1.EXT`, `STEM-2.EXT`, ...
+pub fn output_paths(output: &Path, count: usize) -> Vec<PathBuf> {
+    if count == 1 {
+        return vec![output.to_path_buf()];
+    }
+    let stem = output.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let extension = output.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
+    (1..=count).map(|i| output.with_file_name(format!("{stem}-{i}{extension}"))).collect()
+}
+
+fn initial_latents(model: &Model, key: &WatermarkKey, serials: &[u64], seeds: &[u64]) -> Result<Tensor, EngineError> {
+    let (channels, height, width) = model.config().latent_shape();
+    let len = channels * height * width;
+    let mut values = Vec::with_capacity(serials.len() * len);
+    for (&serial, &seed) in serials.iter().zip(seeds) {
+        values.extend(watermark::initial_latent(key, serial, seed, len));
+    }
+    Tensor::from_vec(values, (serials.len(), channels, height, width), model.device())
+        .map_err(|source| EngineError::candle("building initial latents", source))
+}
+
+/// Writes `bytes` to a temporary file in the destination's directory and
+/// flushes it to disk.
+fn stage(path: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile, GenerationError> {
+    let err = |source| GenerationError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let mut file = tempfile::Builder::new().prefix(".mmgen-").suffix(".part").tempfile_in(dir).map_err(err)?;
+    file.write_all(bytes).map_err(err)?;
+    file.as_file().sync_all().map_err(err)?;
+    Ok(file)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn random_seed() -> u64 {
+    use rand_core::{OsRng, RngCore};
+    // 53 bits, so that the seed survives JSON readers that parse numbers as doubles.
+    OsRng.next_u64() >> 11
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
