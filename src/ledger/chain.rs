@@ -155,3 +155,161 @@ fn report(verified: u64, head: &[u8; 32], first_fault: Option<ChainFault>) -> Ch
         first_fault,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use rusqlite::Connection;
+
+    use super::*;
+    use crate::ledger::test_support::{fill, temp_ledger};
+
+    /// A direct connection with the immutability triggers dropped, as a
+    /// person editing the file would have.
+    fn tamper(path: &Path) -> Connection {
+        let conn = Connection::open(path).expect("open for tampering");
+        conn.execute_batch(
+            "DROP TRIGGER records_reject_update; DROP TRIGGER records_reject_delete;",
+        )
+        .expect("drop triggers");
+        conn
+    }
+
+    fn fault_of(report: &ChainReport) -> &ChainFault {
+        report.first_fault.as_ref().expect("chain must be broken")
+    }
+
+    #[test]
+    fn intact_chain_reports_head() {
+        let (_dir, _path, mut ledger) = temp_ledger();
+        let empty = ledger.verify_chain().expect("verify empty");
+        assert!(empty.is_intact());
+        assert_eq!(empty.verified, 0);
+        assert_eq!(empty.head_hash, None);
+
+        let records = fill(&mut ledger, 5);
+        let report = ledger.verify_chain().expect("verify");
+        assert!(report.is_intact());
+        assert_eq!(report.verified, 5);
+        assert_eq!(report.head_hash, Some(to_hex(&records[4].record_hash)));
+    }
+
+    #[test]
+    fn edited_field_breaks_its_hash() {
+        let (_dir, path, mut ledger) = temp_ledger();
+        let records = fill(&mut ledger, 5);
+        tamper(&path)
+            .execute(
+                "UPDATE records SET seed = seed + 1 WHERE leaf_index = 2",
+                [],
+            )
+            .expect("edit seed");
+
+        let report = ledger.verify_chain().expect("verify");
+        let fault = fault_of(&report);
+        assert_eq!(report.verified, 2);
+        assert_eq!(fault.leaf_index, 2);
+        assert_eq!(fault.serial, Some(records[2].serial));
+        assert!(
+            matches!(fault.problem, ChainProblem::HashMismatch { .. }),
+            "{fault:?}"
+        );
+    }
+
+    #[test]
+    fn edited_field_with_new_hash_breaks_next_link() {
+        let (_dir, path, mut ledger) = temp_ledger();
+        fill(&mut ledger, 5);
+        let conn = tamper(&path);
+        conn.execute("UPDATE records SET prompt = NULL WHERE leaf_index = 1", [])
+            .expect("edit prompt");
+        let mut edited = ledger.get(2).expect("get").expect("serial 2 exists");
+        edited.prompt = None;
+        let new_hash = encoding::record_hash(&Fields::from_record(&edited));
+        conn.execute(
+            "UPDATE records SET record_hash = ?1 WHERE leaf_index = 1",
+            [new_hash.as_slice()],
+        )
+        .expect("store recomputed hash");
+
+        let report = ledger.verify_chain().expect("verify");
+        let fault = fault_of(&report);
+        assert_eq!(fault.leaf_index, 2);
+        assert!(
+            matches!(fault.problem, ChainProblem::PrevHashMismatch { .. }),
+            "{fault:?}"
+        );
+    }
+
+    #[test]
+    fn deleted_row_is_missing_leaf() {
+        let (_dir, path, mut ledger) = temp_ledger();
+        fill(&mut ledger, 5);
+        tamper(&path)
+            .execute("DELETE FROM records WHERE leaf_index = 3", [])
+            .expect("delete row");
+
+        let report = ledger.verify_chain().expect("verify");
+        let fault = fault_of(&report);
+        assert_eq!(report.verified, 3);
+        assert_eq!(fault.leaf_index, 3);
+        assert_eq!(fault.problem, ChainProblem::MissingLeaf { next_stored: 4 });
+    }
+
+    #[test]
+    fn deleted_first_row_is_missing_leaf_zero() {
+        let (_dir, path, mut ledger) = temp_ledger();
+        fill(&mut ledger, 2);
+        tamper(&path)
+            .execute("DELETE FROM records WHERE leaf_index = 0", [])
+            .expect("delete row");
+
+        let report = ledger.verify_chain().expect("verify");
+        assert_eq!(fault_of(&report).leaf_index, 0);
+        assert_eq!(report.verified, 0);
+    }
+
+    #[test]
+    fn swapped_rows_break_first_of_them() {
+        let (_dir, path, mut ledger) = temp_ledger();
+        fill(&mut ledger, 5);
+        let conn = tamper(&path);
+        // Move leaf 1 aside, put leaf 3 in its place and leaf 1 in leaf 3's.
+        conn.execute_batch(
+            "UPDATE records SET leaf_index = -1 WHERE leaf_index = 1;
+             UPDATE records SET leaf_index = 1 WHERE leaf_index = 3;
+             UPDATE records SET leaf_index = 3 WHERE leaf_index = -1;",
+        )
+        .expect("swap rows");
+
+        let report = ledger.verify_chain().expect("verify");
+        let fault = fault_of(&report);
+        assert_eq!(report.verified, 1);
+        assert_eq!(fault.leaf_index, 1);
+        assert!(
+            matches!(fault.problem, ChainProblem::PrevHashMismatch { .. }),
+            "{fault:?}"
+        );
+    }
+
+    #[test]
+    fn unreadable_row_is_reported() {
+        let (_dir, path, mut ledger) = temp_ledger();
+        fill(&mut ledger, 3);
+        tamper(&path)
+            .execute(
+                "UPDATE records SET output_sha256 = x'00' WHERE leaf_index = 1",
+                [],
+            )
+            .expect("shorten hash");
+
+        let report = ledger.verify_chain().expect("verify");
+        let fault = fault_of(&report);
+        assert_eq!(fault.leaf_index, 1);
+        match &fault.problem {
+            ChainProblem::Unreadable { reason } => assert!(reason.contains("output_sha256")),
+            other => panic!("expected Unreadable, got {other:?}"),
+        }
+    }
+}

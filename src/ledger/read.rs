@@ -215,3 +215,123 @@ fn clamp_nanos(time: OffsetDateTime) -> i64 {
     let nanos = time.unix_timestamp_nanos();
     i64::try_from(nanos).unwrap_or(if nanos < 0 { i64::MIN } else { i64::MAX })
 }
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::ledger::test_support::{fill, sample_record, temp_ledger};
+
+    fn serials(records: &[Record]) -> Vec<u64> {
+        records.iter().map(|record| record.serial).collect()
+    }
+
+    #[test]
+    fn list_filters_by_time_and_limit() {
+        let (_dir, _path, mut ledger) = temp_ledger();
+        // Record i is created at 15:00:00 + i seconds.
+        fill(&mut ledger, 5);
+        let at = |second: i64| datetime!(2026-12-04 15:00:00 UTC) + time::Duration::seconds(second);
+
+        let all = ledger.list(&ListFilter::default()).expect("list all");
+        assert_eq!(serials(&all), vec![1, 2, 3, 4, 5]);
+
+        let window = ListFilter {
+            since: Some(at(1)),
+            until: Some(at(3)),
+            limit: None,
+        };
+        assert_eq!(
+            serials(&ledger.list(&window).expect("list window")),
+            vec![2, 3]
+        );
+
+        let limited = ListFilter {
+            since: Some(at(2)),
+            limit: Some(2),
+            ..ListFilter::default()
+        };
+        assert_eq!(
+            serials(&ledger.list(&limited).expect("list limited")),
+            vec![3, 4]
+        );
+
+        let far = ListFilter {
+            since: Some(datetime!(9999-01-01 0:00 UTC)),
+            ..ListFilter::default()
+        };
+        assert!(ledger.list(&far).expect("list future").is_empty());
+    }
+
+    #[test]
+    fn serials_for_key_selects_one_key() {
+        let (_dir, _path, mut ledger) = temp_ledger();
+        let mut other_key = Vec::new();
+        for i in 0..4 {
+            let serial = ledger.reserve_serial().expect("reserve");
+            let mut record = sample_record(serial, i);
+            if i % 2 == 1 {
+                record.watermark_key_id = [9; 8];
+                other_key.push(serial);
+            }
+            ledger.append(record).expect("append");
+        }
+
+        assert_eq!(ledger.serials_for_key(&[9; 8]).expect("look up"), other_key);
+        assert_eq!(
+            ledger
+                .serials_for_key(&[1, 2, 3, 4, 5, 6, 7, 8])
+                .expect("look up"),
+            vec![1, 3]
+        );
+        assert!(ledger.serials_for_key(&[0; 8]).expect("look up").is_empty());
+    }
+
+    #[test]
+    fn find_by_output_returns_matches() {
+        let (_dir, _path, mut ledger) = temp_ledger();
+        let records = fill(&mut ledger, 3);
+
+        let found = ledger
+            .find_by_output_sha256(&records[1].output_sha256)
+            .expect("find");
+        assert_eq!(found, vec![records[1].clone()]);
+        assert!(
+            ledger
+                .find_by_output_sha256(&[0; 32])
+                .expect("find")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn get_missing_serials_is_none() {
+        let (_dir, _path, mut ledger) = temp_ledger();
+        let reserved = ledger.reserve_serial().expect("reserve");
+
+        assert_eq!(ledger.get(reserved).expect("get reserved"), None);
+        assert_eq!(ledger.get(0).expect("get zero"), None);
+        assert_eq!(ledger.get(u64::MAX).expect("get huge"), None);
+        assert!(ledger.is_empty().expect("is empty"));
+    }
+
+    #[test]
+    fn get_damaged_row_is_corrupt_record() {
+        let (_dir, path, mut ledger) = temp_ledger();
+        fill(&mut ledger, 1);
+        let conn = rusqlite::Connection::open(&path).expect("open directly");
+        conn.execute_batch(
+            "DROP TRIGGER records_reject_update;
+             UPDATE records SET steps = -5, kind = 1;",
+        )
+        .expect("damage row");
+
+        let error = ledger.get(1).expect_err("damaged row");
+        assert!(
+            matches!(error, LedgerError::CorruptRecord { leaf_index: 0, .. }),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("steps"));
+    }
+}

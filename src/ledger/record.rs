@@ -209,3 +209,29 @@ mod base64_bytes {
         serializer.serialize_str(&text)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::ledger::test_support::{fill, temp_ledger};
+
+    #[test]
+    fn record_json_uses_hex_rfc3339_base64() {
+        let (_dir, _path, mut ledger) = temp_ledger();
+        let record = fill(&mut ledger, 1).remove(0);
+        let json = serde_json::to_value(&record).expect("serialize record");
+
+        assert_eq!(json["leaf_index"], 0);
+        assert_eq!(json["kind"], "generation");
+        assert_eq!(json["created_at"], "2026-12-04T15:00:00Z");
+        assert_eq!(json["prev_hash"], "0".repeat(64));
+        assert_eq!(json["weights_sha256"], "5a".repeat(32));
+        assert_eq!(json["watermark_key_id"], "0102030405060708");
+        assert_eq!(
+            json["record_hash"],
+            crate::ledger::to_hex(&record.record_hash)
+        );
+        let manifest = json["manifest"].as_str().expect("manifest is a string");
+        assert!(manifest.starts_with("wsLC"), "{manifest}");
+        assert_eq!(json["seed"], 0);
+    }
+}

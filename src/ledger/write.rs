@@ -293,3 +293,258 @@ fn check_length(
         reason: format!("has {length} bytes; it must have {min} to {max}"),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::ledger::test_support::{fill, sample_record, temp_ledger};
+
+    #[test]
+    fn append_then_get_round_trips() {
+        let (_dir, _path, mut ledger) = temp_ledger();
+        let first_serial = ledger.reserve_serial().expect("reserve");
+        let second_serial = ledger.reserve_serial().expect("reserve");
+        let first = ledger
+            .append(sample_record(first_serial, 1))
+            .expect("append first");
+        let second = ledger
+            .append(sample_record(second_serial, 2))
+            .expect("append second");
+
+        assert_eq!(first.leaf_index, 0);
+        assert_eq!(first.prev_hash, [0; 32]);
+        assert_eq!(second.leaf_index, 1);
+        assert_eq!(second.prev_hash, first.record_hash);
+        assert_eq!(ledger.get(first_serial).expect("get"), Some(first));
+        assert_eq!(ledger.get(second_serial).expect("get"), Some(second));
+    }
+
+    #[test]
+    fn serials_start_at_one_and_increase() {
+        let (_dir, _path, mut ledger) = temp_ledger();
+        let serials: Vec<u64> = (0..3)
+            .map(|_| ledger.reserve_serial().expect("reserve"))
+            .collect();
+        assert_eq!(serials, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn append_unreserved_serial_is_rejected() {
+        let (_dir, _path, mut ledger) = temp_ledger();
+        let error = ledger
+            .append(sample_record(99, 0))
+            .expect_err("unreserved serial");
+        assert!(
+            matches!(error, LedgerError::SerialNotReserved { serial: 99, .. }),
+            "{error:?}"
+        );
+        assert_eq!(ledger.len().expect("count"), 0);
+
+        let huge = ledger
+            .append(sample_record(u64::MAX, 0))
+            .expect_err("huge serial");
+        assert!(
+            matches!(huge, LedgerError::SerialNotReserved { .. }),
+            "{huge:?}"
+        );
+    }
+
+    #[test]
+    fn append_used_serial_is_rejected() {
+        let (_dir, _path, mut ledger) = temp_ledger();
+        let stored = fill(&mut ledger, 1).remove(0);
+        let error = ledger
+            .append(sample_record(stored.serial, 5))
+            .expect_err("used serial");
+        assert!(
+            matches!(error, LedgerError::SerialAlreadyUsed { leaf_index: 0, .. }),
+            "{error:?}"
+        );
+        assert_eq!(ledger.len().expect("count"), 1);
+    }
+
+    #[test]
+    fn append_invalid_fields_are_rejected() {
+        let (_dir, _path, mut ledger) = temp_ledger();
+        let serial = ledger.reserve_serial().expect("reserve");
+        let cases: Vec<(&str, Box<dyn Fn(&mut NewRecord)>)> = vec![
+            ("guidance", Box::new(|r| r.guidance = f64::NAN)),
+            ("guidance", Box::new(|r| r.guidance = f64::INFINITY)),
+            ("prompt_sha256", Box::new(|r| r.prompt_sha256 = [0; 32])),
+            ("model_name", Box::new(|r| r.model_name.clear())),
+            (
+                "watermark_payload",
+                Box::new(|r| r.watermark_payload = "x".repeat(257)),
+            ),
+            ("output_mime", Box::new(|r| r.output_mime = "m".repeat(128))),
+            (
+                "manifest",
+                Box::new(|r| r.manifest = vec![0; MAX_MANIFEST_BYTES + 1]),
+            ),
+            (
+                "created_at",
+                Box::new(|r| r.created_at = time::macros::datetime!(2300-01-01 0:00 UTC)),
+            ),
+        ];
+        for (field, change) in cases {
+            let mut record = sample_record(serial, 0);
+            change(&mut record);
+            let error = ledger.append(record).expect_err(field);
+            match error {
+                LedgerError::InvalidRecord { field: got, .. } => assert_eq!(got, field),
+                other => panic!("{field}: expected InvalidRecord, got {other:?}"),
+            }
+        }
+        assert_eq!(ledger.len().expect("count"), 0);
+    }
+
+    #[test]
+    fn append_normalizes_time_and_zero() {
+        let (_dir, _path, mut ledger) = temp_ledger();
+        let serial = ledger.reserve_serial().expect("reserve");
+        let mut record = sample_record(serial, 0);
+        let instant = record.created_at;
+        record.created_at = instant.to_offset(time::macros::offset!(+02:00));
+        record.guidance = -0.0;
+        record.seed = u64::MAX;
+        record.prompt = None;
+
+        let stored = ledger.append(record).expect("append");
+        let read = ledger.get(serial).expect("get").expect("record exists");
+        assert_eq!(read, stored);
+        assert_eq!(read.created_at, instant);
+        assert_eq!(read.created_at.offset(), UtcOffset::UTC);
+        assert_eq!(read.guidance.to_bits(), 0.0_f64.to_bits());
+        assert_eq!(read.seed, u64::MAX);
+        assert!(ledger.verify_chain().expect("verify").is_intact());
+    }
+
+    #[test]
+    fn locked_ledger_gives_busy_error() {
+        let (_dir, path, mut ledger) = temp_ledger();
+        ledger
+            .set_busy_timeout(Duration::from_millis(100))
+            .expect("set timeout");
+        let other = rusqlite::Connection::open(&path).expect("second connection");
+        other
+            .execute_batch("BEGIN IMMEDIATE")
+            .expect("take write lock");
+
+        let error = ledger.reserve_serial().expect_err("locked ledger");
+        assert!(matches!(error, LedgerError::Busy { .. }), "{error:?}");
+        assert!(error.to_string().contains(&path.display().to_string()));
+
+        other.execute_batch("ROLLBACK").expect("release lock");
+        assert_eq!(ledger.reserve_serial().expect("reserve after unlock"), 1);
+    }
+
+    #[test]
+    fn records_reject_update_and_delete() {
+        let (_dir, path, mut ledger) = temp_ledger();
+        fill(&mut ledger, 1);
+        let conn = rusqlite::Connection::open(&path).expect("second connection");
+
+        let update = conn.execute("UPDATE records SET seed = 1", []);
+        assert!(update.is_err(), "update must be rejected");
+        let delete = conn.execute("DELETE FROM records", []);
+        assert!(delete.is_err(), "delete must be rejected");
+        assert_eq!(ledger.len().expect("count"), 1);
+    }
+
+    #[test]
+    fn serials_unique_across_threads() {
+        let (_dir, path, _ledger) = temp_ledger();
+        let handles: Vec<_> = (0..4)
+            .map(|thread| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let mut ledger = Ledger::open(&path).expect("open per thread");
+                    let mut serials = Vec::new();
+                    for i in 0..25 {
+                        let serial = ledger.reserve_serial().expect("reserve");
+                        ledger
+                            .append(sample_record(serial, thread * 100 + i))
+                            .expect("append");
+                        serials.push(serial);
+                    }
+                    serials
+                })
+            })
+            .collect();
+
+        let mut all = BTreeSet::new();
+        for handle in handles {
+            for serial in handle.join().expect("thread panicked") {
+                assert!(all.insert(serial), "serial {serial} returned twice");
+            }
+        }
+        let ledger = Ledger::open_existing(&path).expect("reopen");
+        assert_eq!(all.len(), 100);
+        assert_eq!(ledger.len().expect("count"), 100);
+        assert!(ledger.verify_chain().expect("verify").is_intact());
+    }
+
+    const CHILD_LEDGER_ENV: &str = "MMGEN_TEST_CHILD_LEDGER";
+
+    /// Child half of `serials_unique_across_processes`: run only when that
+    /// test starts this binary with the environment variable set.
+    #[test]
+    #[ignore = "started by serials_unique_across_processes"]
+    fn child_reserves_serials() {
+        let path = std::env::var_os(CHILD_LEDGER_ENV).expect("child needs the ledger path");
+        let path = std::path::PathBuf::from(path);
+        let mut ledger = Ledger::open(&path).expect("open in child");
+        let mut lines = String::new();
+        for i in 0..20 {
+            let serial = ledger.reserve_serial().expect("reserve in child");
+            ledger
+                .append(sample_record(serial, i))
+                .expect("append in child");
+            lines.push_str(&format!("{serial}\n"));
+        }
+        let out = path.with_extension(format!("serials-{}", std::process::id()));
+        std::fs::write(out, lines).expect("write serials");
+    }
+
+    #[test]
+    fn serials_unique_across_processes() {
+        let (dir, path, _ledger) = temp_ledger();
+        let exe = std::env::current_exe().expect("test binary path");
+        let children: Vec<_> = (0..3)
+            .map(|_| {
+                std::process::Command::new(&exe)
+                    .args(["--exact", "ledger::write::tests::child_reserves_serials"])
+                    .args(["--ignored", "--test-threads=1", "--quiet"])
+                    .env(CHILD_LEDGER_ENV, &path)
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .expect("start child process")
+            })
+            .collect();
+        for mut child in children {
+            assert!(child.wait().expect("wait for child").success());
+        }
+
+        let mut all = BTreeSet::new();
+        let mut files = 0;
+        for entry in std::fs::read_dir(dir.path()).expect("list temp dir") {
+            let entry = entry.expect("dir entry");
+            if !entry.file_name().to_string_lossy().contains("serials-") {
+                continue;
+            }
+            files += 1;
+            let text = std::fs::read_to_string(entry.path()).expect("read serials");
+            for line in text.lines() {
+                let serial: u64 = line.parse().expect("serial line");
+                assert!(all.insert(serial), "serial {serial} returned twice");
+            }
+        }
+        assert_eq!(files, 3, "every child must report its serials");
+        assert_eq!(all.len(), 60);
+        let ledger = Ledger::open_existing(&path).expect("reopen");
+        assert!(ledger.verify_chain().expect("verify").is_intact());
+    }
+}
