@@ -174,8 +174,8 @@ fn insert_record(
     record_hash: &[u8; 32],
     created_ns: i64,
 ) -> rusqlite::Result<usize> {
-    // Leaf indices and serials are below 2^63 (SQLite rowids); the seed is
-    // stored as the i64 with the same bits.
+    // Leaf indices and serials are SQLite rowids, so they are below 2^63.
+    // The seed is stored as the i64 with the same bits.
     let values = params![
         leaf_index as i64,
         record.serial as i64,
@@ -221,7 +221,7 @@ fn validate(mut record: NewRecord) -> Result<NewRecord, LedgerError> {
     if unix_nanos(record.created_at).is_none() {
         return Err(invalid(
             "created_at",
-            "must be between the years 1678 and 2261".into(),
+            "must be between 1677-09-22 and 2262-04-11 UTC".into(),
         ));
     }
     record.created_at = record.created_at.to_offset(UtcOffset::UTC);
