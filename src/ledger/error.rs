@@ -1,0 +1,148 @@
+//! The error type of the ledger store.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Errors from opening, writing or reading a ledger.
+///
+/// Every variant that concerns the database file names its path, and the
+/// message says what to do next. Bad input never panics and never changes
+/// the file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LedgerError {
+    /// The directory that should contain the ledger file does not exist.
+    /// The caller's fault: the home directory was not created.
+    #[error(
+        "cannot create ledger {path}: directory {directory} does not exist; \
+         create it or pass --home to choose another mmgen home"
+    )]
+    MissingDirectory {
+        /// Ledger file that was requested.
+        path: PathBuf,
+        /// Missing parent directory.
+        directory: PathBuf,
+    },
+
+    /// A read-only command asked for a ledger that was never created.
+    #[error(
+        "no ledger at {path}; generate an image first to create one, \
+         or pass --home to point at the mmgen home that has it"
+    )]
+    NotFound {
+        /// Ledger file that was requested.
+        path: PathBuf,
+    },
+
+    /// The file exists but is not an SQLite database.
+    #[error(
+        "{path} is not an SQLite database, so it is not an mmgen ledger; \
+         move it away or pass --home to choose another mmgen home"
+    )]
+    NotSqlite {
+        /// File that failed to open.
+        path: PathBuf,
+    },
+
+    /// The file is an SQLite database that some other program made.
+    #[error(
+        "{path} is an SQLite database but not an mmgen ledger ({reason}); \
+         move it away or pass --home to choose another mmgen home"
+    )]
+    NotALedger {
+        /// File that failed to open.
+        path: PathBuf,
+        /// What identified it as foreign.
+        reason: String,
+    },
+
+    /// The ledger was written by a newer mmgen with a newer schema.
+    #[error(
+        "ledger {path} has schema version {found}, but this mmgen supports \
+         versions up to {supported}; upgrade mmgen to read it"
+    )]
+    NewerSchema {
+        /// Ledger file.
+        path: PathBuf,
+        /// `PRAGMA user_version` in the file.
+        found: i64,
+        /// Highest schema version this build knows.
+        supported: i64,
+    },
+
+    /// Another connection held the write lock for longer than the busy
+    /// timeout.
+    #[error(
+        "ledger {path} is locked by another process (waited {waited:?}); \
+         wait for the other mmgen command to finish and try again"
+    )]
+    Busy {
+        /// Ledger file.
+        path: PathBuf,
+        /// Busy timeout that expired.
+        waited: Duration,
+    },
+
+    /// `append` got a serial that `reserve_serial` never returned.
+    #[error(
+        "serial {serial} was never reserved in ledger {path}; \
+         call reserve_serial before starting the generation"
+    )]
+    SerialNotReserved {
+        /// Ledger file.
+        path: PathBuf,
+        /// Serial in the rejected record.
+        serial: u64,
+    },
+
+    /// `append` got a serial that already has a record.
+    #[error(
+        "serial {serial} already has record {leaf_index} in ledger {path}; \
+         reserve a new serial for every output"
+    )]
+    SerialAlreadyUsed {
+        /// Ledger file.
+        path: PathBuf,
+        /// Serial in the rejected record.
+        serial: u64,
+        /// Leaf index of the existing record.
+        leaf_index: u64,
+    },
+
+    /// A field of a new record is out of range; nothing was written.
+    #[error("invalid ledger record for serial {serial}: {field} {reason}")]
+    InvalidRecord {
+        /// Serial in the rejected record.
+        serial: u64,
+        /// Name of the field that failed.
+        field: &'static str,
+        /// What is wrong and what is allowed.
+        reason: String,
+    },
+
+    /// A stored row cannot be decoded into a record: the file was edited
+    /// or damaged outside mmgen.
+    #[error(
+        "ledger {path}: record at leaf index {leaf_index} is damaged ({reason}); \
+         run `mmgen ledger verify` and restore the ledger from a backup"
+    )]
+    CorruptRecord {
+        /// Ledger file.
+        path: PathBuf,
+        /// Leaf index of the damaged row.
+        leaf_index: i64,
+        /// Which column failed and how.
+        reason: String,
+    },
+
+    /// Any other SQLite failure (disk full, read-only file, I/O error).
+    #[error("ledger {path}: {operation} failed: {source}")]
+    Sqlite {
+        /// Ledger file.
+        path: PathBuf,
+        /// What the store was doing, such as "append record".
+        operation: &'static str,
+        /// Error from SQLite.
+        source: rusqlite::Error,
+    },
+}
