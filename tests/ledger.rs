@@ -23,11 +23,14 @@ fn edited_record_fails_verification() {
     let sandbox = Sandbox::new();
     sandbox.run_ok(&["generate", "a cyan circle", "-n", "2", "-o", "c.png", "--seed", "2"]);
     let db = rusqlite::Connection::open(sandbox.home().join("ledger.sqlite")).unwrap();
+    // mmgen's triggers reject edits; someone with the file can drop them.
+    db.execute_batch("DROP TRIGGER records_reject_update").unwrap();
     let changed = db.execute("UPDATE records SET prompt = 'something else' WHERE leaf_index = 1", []).unwrap();
     assert_eq!(changed, 1);
     drop(db);
     let verified = sandbox.run(&["ledger", "verify"]);
     assert_eq!(verified.status.code(), Some(3), "{}", text(&verified));
+    assert!(stdout(&verified).contains("BROKEN at leaf 1"), "{}", text(&verified));
 }
 
 #[test]

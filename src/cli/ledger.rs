@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use mmgen::ledger::{ListFilter, Record};
+use mmgen::ledger::{ChainProblem, ChainReport, ListFilter, Record};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -76,8 +76,8 @@ pub fn run(command: LedgerCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
         LedgerCommand::Verify => {
             let ledger = ctx.open_existing_ledger()?;
             let report = ledger.verify_chain()?;
-            println!("{report}");
-            Ok(if report.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(3) })
+            print_chain_report(&report);
+            Ok(if report.is_intact() { ExitCode::SUCCESS } else { ExitCode::from(3) })
         }
     }
 }
@@ -114,4 +114,29 @@ fn print_record(record: &Record) {
     println!("manifest         {} bytes", record.manifest.len());
     println!("record hash      {}", hex(&record.record_hash));
     println!("previous hash    {}", hex(&record.prev_hash));
+}
+
+fn print_chain_report(report: &ChainReport) {
+    let Some(fault) = &report.first_fault else {
+        let head = report.head_hash.as_deref().unwrap_or("(empty ledger)");
+        println!("ledger intact: {} records, head hash {head}", report.verified);
+        return;
+    };
+    let serial = fault.serial.map(|s| format!(" (serial {s})")).unwrap_or_default();
+    let problem = match &fault.problem {
+        ChainProblem::HashMismatch { stored, computed } => {
+            format!("its fields do not hash to the stored record hash (stored {stored}, computed {computed})")
+        }
+        ChainProblem::PrevHashMismatch { stored, expected } => {
+            format!("it does not link to the previous record (stored {stored}, expected {expected})")
+        }
+        ChainProblem::MissingLeaf { next_stored } => {
+            format!("the record is missing; the next stored record is at leaf {next_stored}")
+        }
+        ChainProblem::Unreadable { reason } => format!("the row cannot be read: {reason}"),
+    };
+    println!(
+        "ledger BROKEN at leaf {}{serial}: {problem}; {} records before it verified",
+        fault.leaf_index, report.verified
+    );
 }
