@@ -1,0 +1,309 @@
+//! Sign patterns and the latents drawn from them.
+
+use chacha20::ChaCha20;
+use chacha20::cipher::{KeyIvInit, StreamCipher};
+
+use super::WatermarkKey;
+use super::noise::NoiseStream;
+
+/// A bit vector packed into u64 words: bit `i` is bit `i % 64` of word
+/// `i / 64`, and the bits past `len` in the last word are zero.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BitPattern {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl BitPattern {
+    /// Number of bits.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Returns true when the pattern has no bits.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bit `index`, or `None` past the end.
+    pub fn bit(&self, index: usize) -> Option<bool> {
+        if index >= self.len {
+            return None;
+        }
+        Some((self.words[index / 64] >> (index % 64)) & 1 == 1)
+    }
+
+    /// Packed words, in the bit order given in the type's documentation.
+    pub fn words(&self) -> &[u64] {
+        &self.words
+    }
+
+    /// Counts the positions where `self` and `other` hold the same bit.
+    /// When the lengths differ, only the shorter length is compared.
+    pub fn agreement(&self, other: &BitPattern) -> u64 {
+        let len = self.len.min(other.len);
+        let full_words = len / 64;
+        let mut differ: u64 = 0;
+        for (a, b) in self.words[..full_words].iter().zip(&other.words) {
+            differ += u64::from((a ^ b).count_ones());
+        }
+        let tail_bits = len % 64;
+        if tail_bits > 0 {
+            let mask = (1u64 << tail_bits) - 1;
+            let tail = (self.words[full_words] ^ other.words[full_words]) & mask;
+            differ += u64::from(tail.count_ones());
+        }
+        len as u64 - differ
+    }
+
+    /// Counts the positions where `self` agrees with a pattern given as its
+    /// keystream bytes (see [`sign_pattern`]), without building it.
+    /// Only the first `min(self.len(), 8 * bytes.len())` bits are compared.
+    pub(crate) fn agreement_with_keystream(&self, bytes: &[u8]) -> u64 {
+        let len = self.len.min(bytes.len() * 8);
+        let mut differ: u64 = 0;
+        for (index, chunk) in bytes.chunks_exact(8).take(len.div_ceil(64)).enumerate() {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            let mut bits = self.words[index] ^ u64::from_le_bytes(word);
+            let end = (index + 1) * 64;
+            if end > len {
+                bits &= (1u64 << (len % 64)) - 1;
+            }
+            differ += u64::from(bits.count_ones());
+        }
+        len as u64 - differ
+    }
+
+    /// Packs the signs of `values`: bit `i` is set when `values[i] > 0`.
+    /// Zero and NaN give a clear bit.
+    pub fn from_signs(values: &[f32]) -> Self {
+        let mut words = vec![0u64; values.len().div_ceil(64)];
+        for (word, chunk) in words.iter_mut().zip(values.chunks(64)) {
+            for (bit, &value) in chunk.iter().enumerate() {
+                *word |= u64::from(value > 0.0) << bit;
+            }
+        }
+        Self {
+            words,
+            len: values.len(),
+        }
+    }
+
+    fn from_le_bytes(bytes: &[u8], len: usize) -> Self {
+        let mut words: Vec<u64> = bytes
+            .chunks_exact(8)
+            .map(|chunk| {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(chunk);
+                u64::from_le_bytes(word)
+            })
+            .collect();
+        if len % 64 != 0
+            && let Some(last) = words.last_mut()
+        {
+            *last &= (1u64 << (len % 64)) - 1;
+        }
+        Self { words, len }
+    }
+}
+
+/// Builds the sign pattern of `(key, serial)` with `len` bits.
+///
+/// The bits are the ChaCha20 keystream (RFC 8439, block counter from 0)
+/// under the key's pattern key and the nonce `serial` (u64 little-endian)
+/// followed by four zero bytes. Bit `i` is bit `i % 8` (least significant
+/// first) of keystream byte `i / 8`; a set bit means a positive sign.
+pub fn sign_pattern(key: &WatermarkKey, serial: u64, len: usize) -> BitPattern {
+    let mut bytes = vec![0u8; pattern_bytes(len)];
+    write_keystream(key, serial, &mut bytes);
+    BitPattern::from_le_bytes(&bytes, len)
+}
+
+/// Number of keystream bytes behind a pattern of `len` bits, whole words.
+pub(crate) fn pattern_bytes(len: usize) -> usize {
+    len.div_ceil(64) * 8
+}
+
+/// Overwrites `bytes` with the start of the keystream of `(key, serial)`.
+pub(crate) fn write_keystream(key: &WatermarkKey, serial: u64, bytes: &mut [u8]) {
+    let mut nonce = [0u8; 12];
+    nonce[..8].copy_from_slice(&serial.to_le_bytes());
+    let mut cipher = ChaCha20::new(key.pattern_key().into(), &nonce.into());
+
+    // NOTE: ChaCha20 ends after 2^32 blocks (2^41 bits), and
+    // `apply_keystream` panics past that, so patterns must stay shorter. A
+    // latent that long would need 8 TiB of memory.
+    bytes.fill(0);
+    cipher.apply_keystream(bytes);
+}
+
+/// Draws the watermarked initial latent of one generation:
+/// `x[i] = s[i] * |z[i]|` with `z` from `NoiseStream::new(seed)` and `s`
+/// the sign pattern of `(key, serial)`.
+pub fn initial_latent(key: &WatermarkKey, serial: u64, seed: u64, len: usize) -> Vec<f32> {
+    let pattern = sign_pattern(key, serial, len);
+    let mut latent = plain_latent(seed, len);
+    for (index, value) in latent.iter_mut().enumerate() {
+        let positive = (pattern.words[index / 64] >> (index % 64)) & 1 == 1;
+        *value = if positive { value.abs() } else { -value.abs() };
+    }
+    latent
+}
+
+/// Draws an unwatermarked latent, `z` from `NoiseStream::new(seed)`.
+pub fn plain_latent(seed: u64, len: usize) -> Vec<f32> {
+    let mut latent = vec![0f32; len];
+    NoiseStream::new(seed).fill_normal(&mut latent);
+    latent
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> WatermarkKey {
+        WatermarkKey::new([5u8; 32])
+    }
+
+    #[test]
+    fn pattern_is_keystream_bits() {
+        let key = key();
+        let serial: u64 = 0x0102_0304_0506_0708;
+        let mut nonce = [0u8; 12];
+        nonce[..8].copy_from_slice(&serial.to_le_bytes());
+        let mut cipher = ChaCha20::new(key.pattern_key().into(), &nonce.into());
+        let mut stream = [0u8; 16];
+        cipher.apply_keystream(&mut stream);
+
+        let pattern = sign_pattern(&key, serial, 128);
+        for index in 0..128 {
+            let expected = (stream[index / 8] >> (index % 8)) & 1 == 1;
+            assert_eq!(pattern.bit(index), Some(expected), "bit {index}");
+        }
+    }
+
+    #[test]
+    fn pattern_prefix_is_stable() {
+        let long = sign_pattern(&key(), 9, 1000);
+        let short = sign_pattern(&key(), 9, 77);
+        assert_eq!(short.len(), 77);
+        for index in 0..77 {
+            assert_eq!(short.bit(index), long.bit(index), "bit {index}");
+        }
+        assert_eq!(short.bit(77), None);
+        assert_eq!(short.words()[1] >> 13, 0, "bits past len must be zero");
+    }
+
+    #[test]
+    fn serials_give_different_patterns() {
+        let a = sign_pattern(&key(), 1, 1024);
+        let b = sign_pattern(&key(), 2, 1024);
+        let agreement = a.agreement(&b);
+        assert!((412..=612).contains(&agreement), "agreement {agreement}");
+    }
+
+    #[test]
+    fn latent_signs_match_pattern() {
+        for len in [1, 63, 64, 65, 1024, 1000] {
+            let pattern = sign_pattern(&key(), 17, len);
+            let latent = initial_latent(&key(), 17, 3, len);
+            assert_eq!(latent.len(), len);
+            for (index, &value) in latent.iter().enumerate() {
+                assert_eq!(
+                    Some(value > 0.0),
+                    pattern.bit(index),
+                    "len {len} bit {index}"
+                );
+            }
+            assert_eq!(BitPattern::from_signs(&latent), pattern, "len {len}");
+        }
+    }
+
+    #[test]
+    fn latent_magnitudes_come_from_seed() {
+        let plain = plain_latent(11, 500);
+        let marked = initial_latent(&key(), 4, 11, 500);
+        for (index, (a, b)) in plain.iter().zip(&marked).enumerate() {
+            assert_eq!(a.abs(), b.abs(), "element {index}");
+        }
+    }
+
+    /// Kolmogorov-Smirnov distance between `values` and N(0, 1).
+    fn ks_distance(values: &mut [f64]) -> f64 {
+        values.sort_by(f64::total_cmp);
+        let n = values.len() as f64;
+        let mut distance: f64 = 0.0;
+        for (index, &value) in values.iter().enumerate() {
+            let cdf = 0.5 * libm::erfc(-value / std::f64::consts::SQRT_2);
+            let below = index as f64 / n;
+            let above = (index + 1) as f64 / n;
+            distance = distance.max((cdf - below).abs()).max((above - cdf).abs());
+        }
+        distance
+    }
+
+    #[test]
+    fn latent_marginal_is_standard_normal() {
+        let key = key();
+        let mut values: Vec<f64> = (0..100u64)
+            .flat_map(|serial| initial_latent(&key, serial, 1000 + serial, 1024))
+            .map(f64::from)
+            .collect();
+        let n = values.len() as f64;
+
+        let mean = values.iter().sum::<f64>() / n;
+        let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+        assert!(mean.abs() < 0.02, "mean {mean}");
+        assert!((variance - 1.0).abs() < 0.03, "variance {variance}");
+
+        // 1.95 / sqrt(n) is the KS critical value at a level of 0.001.
+        let distance = ks_distance(&mut values);
+        let critical = 1.95 / n.sqrt();
+        assert!(distance < critical, "KS distance {distance} >= {critical}");
+    }
+
+    #[test]
+    fn ks_distance_rejects_shifted_normal() {
+        let mut values: Vec<f64> = plain_latent(1, 100_000)
+            .into_iter()
+            .map(|v| f64::from(v) + 0.05)
+            .collect();
+        let distance = ks_distance(&mut values);
+        assert!(
+            distance > 1.95 / 100_000f64.sqrt(),
+            "KS distance {distance}"
+        );
+    }
+
+    #[test]
+    fn keystream_agreement_matches_pattern() {
+        let observed = BitPattern::from_signs(&plain_latent(2, 1000));
+        for serial in 0..20 {
+            let pattern = sign_pattern(&key(), serial, 1000);
+            let mut bytes = vec![0u8; pattern_bytes(1000)];
+            write_keystream(&key(), serial, &mut bytes);
+            let direct = observed.agreement(&pattern);
+            assert_eq!(
+                observed.agreement_with_keystream(&bytes),
+                direct,
+                "serial {serial}"
+            );
+        }
+    }
+
+    #[test]
+    fn agreement_counts_equal_bits() {
+        let a = BitPattern::from_signs(&[1.0, -1.0, 1.0, 0.0, f32::NAN]);
+        let b = BitPattern::from_signs(&[1.0, 1.0, -1.0, -2.0, -1.0]);
+        assert_eq!(a.agreement(&b), 3);
+        assert_eq!(a.agreement(&a), 5);
+    }
+
+    #[test]
+    fn empty_pattern_is_empty() {
+        let pattern = sign_pattern(&key(), 1, 0);
+        assert!(pattern.is_empty());
+        assert!(initial_latent(&key(), 1, 1, 0).is_empty());
+    }
+}

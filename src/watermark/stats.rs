@@ -1,0 +1,161 @@
+//! Tail probabilities of the fair-coin binomial distribution.
+
+use std::f64::consts::{LN_2, LN_10};
+
+/// Exact P[X >= k] for X ~ Binomial(n, 1/2).
+///
+/// The sum is taken relative to its first term, and that term comes from
+/// `lgamma` in log space, so results stay accurate (relative error about
+/// 1e-12 for n up to 10^5) down to about 1e-300. Smaller values underflow
+/// towards 0; use [`binomial_tail_log10`] for those.
+pub fn binomial_tail(n: u32, k: u32) -> f64 {
+    10f64.powf(binomial_tail_log10(n, k))
+}
+
+/// log10 of P[X >= k] for X ~ Binomial(n, 1/2); `-inf` when `k > n`.
+///
+/// Unlike [`binomial_tail`] this does not underflow: for n = k = 4096 it
+/// returns about -1233.02.
+pub fn binomial_tail_log10(n: u32, k: u32) -> f64 {
+    if k == 0 {
+        return 0.0;
+    }
+    if k > n {
+        return f64::NEG_INFINITY;
+    }
+
+    // Past the mean the terms shrink, so the upper tail sums directly. At
+    // or below it, P[X >= k] = 1 - P[X >= n - k + 1] by symmetry, and the
+    // subtracted tail is at most 1/2, so nothing cancels badly.
+    if 2 * u64::from(k) > u64::from(n) {
+        upper_tail_ln(n, k) / LN_10
+    } else {
+        let complement = upper_tail_ln(n, n - k + 1).exp();
+        (-complement).ln_1p() / LN_10
+    }
+}
+
+/// ln P[X >= k] for `n / 2 < k <= n`.
+fn upper_tail_ln(n: u32, k: u32) -> f64 {
+    let (n, k) = (f64::from(n), f64::from(k));
+    let first_ln = ln_choose(n, k) - n * LN_2;
+
+    // Sum of t_j / t_k for j = k..=n, where t_{j+1} / t_j = (n - j) / (j + 1)
+    // falls below 1 and keeps falling, so the loop stops once a term no
+    // longer changes the sum.
+    let mut ratio_sum = 1.0;
+    let mut term = 1.0;
+    let mut j = k;
+    while j < n {
+        term *= (n - j) / (j + 1.0);
+        ratio_sum += term;
+        if term < ratio_sum * 1e-18 {
+            break;
+        }
+        j += 1.0;
+    }
+    first_ln + ratio_sum.ln()
+}
+
+/// ln C(n, k) for whole numbers `0 <= k <= n`.
+fn ln_choose(n: f64, k: f64) -> f64 {
+    libm::lgamma(n + 1.0) - libm::lgamma(k + 1.0) - libm::lgamma(n - k + 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Row `n` of Pascal's triangle divided by 2^n, built by halving sums.
+    fn probability_row(n: usize) -> Vec<f64> {
+        let mut row = vec![1.0];
+        for _ in 0..n {
+            let mut next = vec![0.0; row.len() + 1];
+            for (j, &p) in row.iter().enumerate() {
+                next[j] += p / 2.0;
+                next[j + 1] += p / 2.0;
+            }
+            row = next;
+        }
+        row
+    }
+
+    fn assert_close(actual: f64, expected: f64, tolerance: f64, case: &str) {
+        let error = ((actual - expected) / expected).abs();
+        assert!(error < tolerance, "{case}: {actual} vs {expected}");
+    }
+
+    #[test]
+    fn tail_matches_direct_sums() {
+        for n in [1usize, 2, 3, 10, 31, 64, 100] {
+            let row = probability_row(n);
+            for k in 0..=n {
+                let direct: f64 = row[k..].iter().sum();
+                let case = format!("n {n} k {k}");
+                assert_close(binomial_tail(n as u32, k as u32), direct, 1e-11, &case);
+            }
+        }
+    }
+
+    #[test]
+    fn tail_matches_known_values() {
+        // Exact values from integer sums of C(1024, j) / 2^1024.
+        let cases = [
+            (1024, 512, 5.124_639_029_464_898e-1),
+            (1024, 600, 2.105_661_787_006_680_9e-8),
+            (1024, 700, 1.007_618_610_961_194_7e-32),
+            (4096, 3000, 3.606_895_302_903_384_4e-202),
+            (10, 3, 9.453_125e-1),
+            (2, 1, 0.75),
+        ];
+        for (n, k, expected) in cases {
+            let case = format!("n {n} k {k}");
+            assert_close(binomial_tail(n, k), expected, 1e-11, &case);
+        }
+    }
+
+    #[test]
+    fn log10_tail_below_underflow() {
+        let cases = [
+            (1024, 1024, -308.254_715_559_916_74),
+            (4096, 4096, -1233.018_862_239_666_9),
+            (4096, 3000, -201.442_866_463_734_1),
+        ];
+        for (n, k, expected) in cases {
+            let actual = binomial_tail_log10(n, k);
+            assert!((actual - expected).abs() < 1e-9, "n {n} k {k}: {actual}");
+        }
+    }
+
+    #[test]
+    fn tail_edges() {
+        assert_eq!(binomial_tail(0, 0), 1.0);
+        assert_eq!(binomial_tail(5, 0), 1.0);
+        assert_eq!(binomial_tail(5, 6), 0.0);
+        assert_eq!(binomial_tail_log10(5, 6), f64::NEG_INFINITY);
+        assert_close(binomial_tail(1, 1), 0.5, 1e-15, "n 1 k 1");
+    }
+
+    #[test]
+    fn tail_decreases_in_k() {
+        let mut previous = 1.0;
+        for k in 0..=1024 {
+            let tail = binomial_tail_log10(1024, k);
+            assert!(tail <= previous, "k {k}: {tail} > {previous}");
+            previous = tail;
+        }
+    }
+
+    #[test]
+    fn tail_handles_large_n() {
+        let n = u32::MAX;
+        let half = binomial_tail(n, n / 2 + 1);
+        assert!((half - 0.5).abs() < 1e-3, "tail at the mean {half}");
+        let all = binomial_tail_log10(n, n);
+        let expected = -f64::from(n) * 2f64.log10();
+        assert!(
+            ((all - expected) / expected).abs() < 1e-12,
+            "tail at n {all}"
+        );
+    }
+}
