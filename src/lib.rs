@@ -6,14 +6,12 @@
 //! those layers and the engine itself; `src/main.rs` is the command line.
 
 pub mod engine;
-pub mod eval;
 pub mod generation;
 pub mod home;
 pub mod keys;
 pub mod ledger;
 pub mod manifest;
 pub mod media;
-pub mod policy;
 pub mod train;
 pub mod verify;
 pub mod watermark;

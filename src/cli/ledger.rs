@@ -82,16 +82,12 @@ pub fn run(command: LedgerCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn time_text(time: &OffsetDateTime) -> String {
-    time.format(&Rfc3339).unwrap_or_else(|_| "?".into())
-}
-
 fn summary(record: &Record) -> String {
     let prompt = record.prompt.as_deref().unwrap_or("(prompt redacted)");
     format!(
         "{:>6}  {}  {}  {}  {prompt:?}",
         record.serial,
-        time_text(&record.created_at),
+        super::time_text(&record.created_at),
         record.model_name,
         record.watermark_payload
     )
@@ -101,7 +97,7 @@ fn print_record(record: &Record) {
     let hex = mmgen::generation::hex;
     println!("serial           {}", record.serial);
     println!("leaf index       {}", record.leaf_index);
-    println!("created          {}", time_text(&record.created_at));
+    println!("created          {}", super::time_text(&record.created_at));
     println!("model            {} (weights sha256 {})", record.model_name, hex(&record.weights_sha256));
     println!("prompt           {}", record.prompt.as_deref().unwrap_or("(redacted)"));
     println!("prompt sha256    {}", hex(&record.prompt_sha256));

@@ -150,6 +150,15 @@ fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// A UTC time as RFC 3339 to the second, for people; JSON output keeps
+/// the full precision.
+pub fn time_text(time: &time::OffsetDateTime) -> String {
+    let seconds = time.replace_nanosecond(0).unwrap_or(*time);
+    seconds
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "?".into())
+}
+
 fn init_logging(verbose: u8) {
     let default = match verbose {
         0 => "warn",

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Args;
 use mmgen::engine::InversionOptions;
-use mmgen::manifest::ValidationState;
+use mmgen::manifest::{StatusKind, ValidationState};
 use mmgen::verify::{LedgerFinding, ManifestFinding, Report, Verdict, Verifier, WatermarkFinding};
 use mmgen::watermark::{self, WatermarkKey};
 
@@ -197,7 +197,7 @@ fn print_manifest(finding: &ManifestFinding) {
                 let source = action.digital_source_type.as_deref().unwrap_or("-");
                 println!("             action {} (digital source type {source})", action.action);
             }
-            for status in m.status.iter().filter(|s| s.kind != "success") {
+            for status in m.status.iter().filter(|s| s.kind != StatusKind::Success) {
                 println!("             status {}: {}", status.code, status.explanation.as_deref().unwrap_or(""));
             }
         }
@@ -232,12 +232,6 @@ fn print_ledger(finding: Option<&LedgerFinding>) {
     } else {
         "file differs from the released output"
     };
-    println!("  ledger     generation {} at {}, model {}; {identical}", r.serial, format_time(r), r.model_name);
+    println!("  ledger     generation {} at {}, model {}; {identical}", r.serial, super::time_text(&r.created_at), r.model_name);
 }
 
-fn format_time(record: &mmgen::ledger::Record) -> String {
-    record
-        .created_at
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| "?".into())
-}

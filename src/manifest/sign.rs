@@ -57,7 +57,11 @@ pub fn sign_generated(
 }
 
 fn build_manifest(claim: &GenerationClaim) -> Result<Builder, ManifestError> {
-    let context = Context::new();
+    // This build has no thumbnail support (the `add_thumbnails` feature is
+    // off), so automatic thumbnails are switched off rather than warned about.
+    let context = Context::new()
+        .with_settings(serde_json::json!({ "builder": { "thumbnail": { "enabled": false } } }))
+        .map_err(ManifestError::Sign)?;
     let mut builder = Builder::from_context(context)
         .with_definition(claim::definition(claim))
         .map_err(ManifestError::Sign)?;

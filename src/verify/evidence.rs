@@ -39,6 +39,12 @@ impl ManifestFinding {
         }
     }
 
+    /// Whether a manifest was read and fails validation. A manifest stored
+    /// remotely is not fetched, so it is not counted as failing.
+    pub fn is_invalid(&self) -> bool {
+        matches!(self, ManifestFinding::Found(r) if r.state == ValidationState::Invalid && r.remote_url.is_none())
+    }
+
     /// The mmgen generation assertion's serial, when present.
     fn serial(&self) -> Option<u64> {
         match self {
@@ -133,7 +139,7 @@ pub fn conflicts(
             ));
         }
     }
-    if manifest.state() == Some(ValidationState::Invalid) {
+    if manifest.is_invalid() {
         if let Some(finding) = ledger.filter(|f| !f.byte_identical) {
             found.push(format!(
                 "the manifest fails validation and the file differs from the released output of generation {}",

@@ -178,14 +178,14 @@ fn reduce(
     ledger: Option<&LedgerFinding>,
     conflicts: &[String],
 ) -> Verdict {
-    let manifest_state = manifest.state();
-    if manifest_state == Some(ValidationState::Invalid) || !conflicts.is_empty() {
+    if manifest.is_invalid() || !conflicts.is_empty() {
         return Verdict::Tampered;
     }
     if matches!(manifest, ManifestFinding::Unreadable { .. }) {
         return Verdict::Tampered;
     }
-    if ledger.is_some_and(|l| l.byte_identical) || manifest_state.is_some() {
+    let valid_manifest = matches!(manifest.state(), Some(ValidationState::Valid | ValidationState::Trusted));
+    if ledger.is_some_and(|l| l.byte_identical) || valid_manifest {
         return Verdict::Intact;
     }
     if watermark.detected() && ledger.is_some() {

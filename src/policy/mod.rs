@@ -1,2 +1,0 @@
-//! Provider policies: which layers a generation must carry and what the
-//! ledger may keep of a prompt.
