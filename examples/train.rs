@@ -77,6 +77,17 @@ struct Common {
     /// Stop (after saving) once this many minutes have passed.
     #[arg(long)]
     minutes: Option<f64>,
+    /// Stop (after saving) at this step, keeping the learning-rate schedule
+    /// of --steps: reproduces a run that a time limit ended early.
+    #[arg(long)]
+    stop_at: Option<usize>,
+}
+
+impl Common {
+    /// The step this invocation trains up to.
+    fn last_step(&self) -> usize {
+        self.stop_at.map_or(self.steps, |stop| stop.min(self.steps))
+    }
 }
 
 #[derive(Args)]
@@ -208,7 +219,7 @@ fn train_vae(args: &VaeArgs) -> anyhow::Result<()> {
     let mut trainer = VaeTrainer::new(&vae_config(), settings, common.seed, &device)?;
     let mut state = resume(&common.run, "vae", common.seed, &mut trainer.adam, &mut trainer.ema, &device)?;
     let progress = Progress::new(state.step, common.steps, common.minutes);
-    while state.step < common.steps {
+    while state.step < common.last_step() {
         let scenes = scenes_for_step(common.seed, state.step, common.batch);
         let images: Vec<_> = scenes.iter().map(|s| world::render(s, IMAGE_SIZE as u32)).collect();
         let pixels = images_to_tensor(&images, IMAGE_SIZE, &device)?;
@@ -220,7 +231,7 @@ fn train_vae(args: &VaeArgs) -> anyhow::Result<()> {
             progress.report(&stats);
         }
         let stop = progress.out_of_time();
-        if stats.step % common.save_every == 0 || stats.step == common.steps || stop {
+        if stats.step % common.save_every == 0 || stats.step == common.last_step() || stop {
             checkpoint::save(&common.run, &state, &trainer.adam, &trainer.ema)?;
         }
         if stop {
@@ -342,7 +353,7 @@ fn train_diffusion(args: &DiffusionArgs) -> anyhow::Result<()> {
     )?;
     let mut state = resume(&common.run, "diffusion", common.seed, &mut trainer.adam, &mut trainer.ema, &device)?;
     let progress = Progress::new(state.step, common.steps, common.minutes);
-    while state.step < common.steps {
+    while state.step < common.last_step() {
         let scenes = scenes_for_step(common.seed ^ 0xD1FF, state.step, common.batch);
         let images: Vec<_> = scenes.iter().map(|s| world::render(s, IMAGE_SIZE as u32)).collect();
         let captions: Vec<String> = scenes
@@ -361,7 +372,7 @@ fn train_diffusion(args: &DiffusionArgs) -> anyhow::Result<()> {
             progress.report(&stats);
         }
         let stop = progress.out_of_time();
-        if stats.step % common.save_every == 0 || stats.step == common.steps || stop {
+        if stats.step % common.save_every == 0 || stats.step == common.last_step() || stop {
             checkpoint::save(&common.run, &state, &trainer.adam, &trainer.ema)?;
         }
         if stop {

@@ -4,10 +4,10 @@
 //! For each image: reserve a ledger serial, sample the initial latent from
 //! the watermark key and that serial, denoise and decode, encode the file,
 //! sign a C2PA manifest over it (when a signer is given), append the ledger
-//! record, and only then move the file into place. A process that dies
-//! before the append leaves an unused serial and no file; one that dies
-//! after it leaves a record whose file was never released, never the
-//! reverse.
+//! record, and only then write the file and move it into place. A process
+//! that dies before the append leaves an unused serial and no file; one
+//! that dies after it leaves a record whose file was never released, never
+//! the reverse.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -210,8 +210,8 @@ fn release(
     };
     let output_sha256: [u8; 32] = Sha256::digest(&bytes).into();
 
-    // The file is written beside its destination, logged, then renamed.
-    let staged = stage(output.path, &bytes)?;
+    // The record goes in first; only then is the file written beside its
+    // destination and renamed into place.
     ledger.append(NewRecord {
         serial: output.payload.serial,
         kind: RecordKind::Generation,
@@ -231,6 +231,7 @@ fn release(
         output_mime: request.format.mime().to_string(),
         manifest: manifest.clone(),
     })?;
+    let staged = stage(output.path, &bytes)?;
     let persisted = if request.overwrite {
         staged.persist(output.path).map_err(|e| e.error)
     } else {
@@ -267,13 +268,55 @@ fn validate(request: &GenerationRequest, options: &SampleOptions) -> Result<(), 
             return invalid(format!("output path {} has no file name", output.display()));
         }
     }
+    if request.log_prompt && request.prompt.len() > MAX_LOGGED_PROMPT_BYTES {
+        return invalid(format!(
+            "the prompt has {} bytes but the ledger keeps at most {MAX_LOGGED_PROMPT_BYTES}; \
+             shorten it or pass --redact-prompt to log only its SHA-256",
+            request.prompt.len()
+        ));
+    }
+    if let Some(seed) = request.seed {
+        if seed.checked_add(request.count as u64 - 1).is_none() {
+            return invalid(format!("seed {seed} leaves no room for {} consecutive seeds; use a smaller seed", request.count));
+        }
+    }
     Ok(())
 }
 
+/// Largest prompt the ledger stores as text.
+const MAX_LOGGED_PROMPT_BYTES: usize = 65_536;
+
+/// Checks, before any work, that every output can be written: its
+/// directory exists, and the path is free or (with `overwrite`) a regular
+/// file. Devices, directories and symbolic links are never replaced.
 fn check_free(paths: &[PathBuf], overwrite: bool) -> Result<(), GenerationError> {
-    match paths.iter().find(|p| p.exists()) {
-        Some(existing) if !overwrite => Err(GenerationError::OutputExists(existing.clone())),
-        _ => Ok(()),
+    let invalid = |message: String| Err(GenerationError::InvalidRequest(message));
+    for path in paths {
+        let dir = parent_dir(path);
+        if !dir.is_dir() {
+            return invalid(format!("the output directory {} does not exist; create it first", dir.display()));
+        }
+        let Ok(metadata) = std::fs::symlink_metadata(path) else {
+            continue;
+        };
+        if !metadata.file_type().is_file() {
+            return invalid(format!(
+                "{} exists and is not a regular file; mmgen replaces only regular files",
+                path.display()
+            ));
+        }
+        if !overwrite {
+            return Err(GenerationError::OutputExists(path.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// The directory a file is written in ("." for a bare file name).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
     }
 }
 
@@ -306,11 +349,15 @@ fn stage(path: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile, Generatio
         path: path.to_path_buf(),
         source,
     };
-    let dir = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let mut file = tempfile::Builder::new().prefix(".mmgen-").suffix(".part").tempfile_in(dir).map_err(err)?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".mmgen-").suffix(".part");
+    // Created with 0666 less the umask, as any new file, not tempfile's 0600.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    let mut file = builder.tempfile_in(parent_dir(path)).map_err(err)?;
     file.write_all(bytes).map_err(err)?;
     file.as_file().sync_all().map_err(err)?;
     Ok(file)

@@ -49,7 +49,7 @@ fn human_report_names_each_layer() {
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     let out = common::stdout(&output);
     assert!(out.contains("file unchanged"), "{out}");
-    assert!(out.contains("C2PA       valid"), "{out}");
+    assert!(out.contains("C2PA       valid signature"), "{out}");
     assert!(out.contains("watermark  found"), "{out}");
     assert!(out.contains("trainedAlgorithmicMedia"), "{out}");
 }

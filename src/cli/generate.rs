@@ -1,7 +1,7 @@
 //! `mmgen generate`: make images with the built-in model, each with a
 //! latent watermark, a ledger record and, with `--sign`, a C2PA manifest.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
@@ -44,9 +44,9 @@ pub struct GenerateArgs {
     #[arg(long)]
     guidance: Option<f64>,
 
-    /// Output file format.
-    #[arg(long, value_enum, default_value_t = FormatArg::Png)]
-    format: FormatArg,
+    /// Output file format. Default: from the output file's extension, else PNG.
+    #[arg(long, value_enum)]
+    format: Option<FormatArg>,
 
     /// Replace existing output files.
     #[arg(long)]
@@ -90,7 +90,7 @@ pub fn run(args: GenerateArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         steps: args.steps,
         guidance: args.guidance,
         output: args.output.clone(),
-        format: args.format.into(),
+        format: output_format(args.format, args.output.as_deref())?,
         overwrite: args.force,
         log_prompt: !args.redact_prompt,
     };
@@ -98,9 +98,7 @@ pub fn run(args: GenerateArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         watermark: &watermark,
         signer: args.sign.then_some(&keys.signer),
     };
-    for word in model.tokenizer().encode(&args.prompt).unknown {
-        eprintln!("mmgen: warning: the built-in model does not know the word {word:?}; it is ignored");
-    }
+    warn_unknown_words(&model, &args);
 
     let bar = progress_bar(args.json);
     let images = generation::generate(&model, &mut ledger, &provenance, &request, &mut |done, total| {
@@ -110,23 +108,23 @@ pub fn run(args: GenerateArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     bar.finish_and_clear();
 
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&images)?);
+        outln!("{}", serde_json::to_string_pretty(&images)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     for image in &images {
-        println!("wrote {}", image.path.display());
-        println!("  ledger serial  {}", image.serial);
-        println!("  watermark      {}", image.watermark_payload);
-        println!("  seed           {}", image.seed);
-        println!("  sha256         {}", image.sha256);
+        outln!("wrote {}", image.path.display())?;
+        outln!("  ledger serial  {}", image.serial)?;
+        outln!("  watermark      {}", image.watermark_payload)?;
+        outln!("  seed           {}", image.seed)?;
+        outln!("  sha256         {}", image.sha256)?;
     }
     if args.sign {
-        println!(
+        outln!(
             "signed with a C2PA manifest by the local CA in {}; no one else trusts that CA until you give them its certificate",
             ctx.home.keys_dir().display()
-        );
+        )?;
     } else {
-        println!("unsigned: watermarked and logged, but no C2PA manifest; pass --sign to add Content Credentials");
+        outln!("unsigned: watermarked and logged, but no C2PA manifest; pass --sign to add Content Credentials")?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -140,4 +138,42 @@ fn progress_bar(hidden: bool) -> ProgressBar {
         .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
     bar
+}
+
+/// The format named by `--format`, else by the output's extension, else
+/// PNG. A `--format` that contradicts the extension is an error.
+fn output_format(explicit: Option<FormatArg>, output: Option<&Path>) -> anyhow::Result<MediaFormat> {
+    let extension = output.and_then(|p| p.extension()).map(|e| e.to_string_lossy().to_lowercase());
+    let from_extension = match extension.as_deref() {
+        Some("png") => Some(MediaFormat::Png),
+        Some("jpg" | "jpeg") => Some(MediaFormat::Jpeg),
+        Some("webp") => Some(MediaFormat::Webp),
+        _ => None,
+    };
+    match (explicit.map(MediaFormat::from), from_extension) {
+        (Some(format), Some(implied)) if format != implied => anyhow::bail!(
+            "--format {} contradicts the output extension .{}; change one of them",
+            format.extension(),
+            extension.unwrap_or_default()
+        ),
+        (Some(format), _) => Ok(format),
+        (None, Some(implied)) => Ok(implied),
+        (None, None) => Ok(MediaFormat::Png),
+    }
+}
+
+/// Warns once about prompt words the model does not know, naming at most
+/// a few of them, and none when the prompt is to be kept private.
+fn warn_unknown_words(model: &mmgen::engine::Model, args: &GenerateArgs) {
+    let unknown = model.tokenizer().encode(&args.prompt).unknown;
+    if unknown.is_empty() {
+        return;
+    }
+    if args.redact_prompt {
+        eprintln!("mmgen: warning: {} words of the prompt are unknown to the model and ignored", unknown.len());
+        return;
+    }
+    let shown: Vec<String> = unknown.iter().take(5).map(|w| format!("{:?}", super::printable(w))).collect();
+    let more = if unknown.len() > 5 { format!(" and {} more", unknown.len() - 5) } else { String::new() };
+    eprintln!("mmgen: warning: the model does not know {}{more}; unknown words are ignored", shown.join(", "));
 }

@@ -38,7 +38,7 @@ fn init(ctx: &Context) -> anyhow::Result<ExitCode> {
         );
     }
     store.init()?;
-    println!("{}", super::created_message(&ctx.home));
+    outln!("{}", super::created_message(&ctx.home))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -47,13 +47,17 @@ fn show(ctx: &Context, json: bool) -> anyhow::Result<ExitCode> {
     let keys = store.load()?;
     let info = keys.info();
     let watermark_id = mmgen::generation::hex(&WatermarkKey::new(keys.watermark_secret).id());
+    let mut value = serde_json::to_value(&info)?;
+    value["watermark_key_id"] = serde_json::Value::String(watermark_id);
     if json {
-        let mut value = serde_json::to_value(&info)?;
-        value["watermark_key_id"] = serde_json::Value::String(watermark_id);
-        println!("{}", serde_json::to_string_pretty(&value)?);
-    } else {
-        println!("{}", serde_json::to_string_pretty(&info)?);
-        println!("watermark key id: {watermark_id}");
+        outln!("{}", serde_json::to_string_pretty(&value)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(fields) = value.as_object() {
+        for (name, field) in fields {
+            let text = field.as_str().map(str::to_string).unwrap_or_else(|| field.to_string());
+            outln!("{:<22} {text}", name.replace('_', " "))?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -51,9 +51,9 @@ pub fn run(command: LedgerCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
             let records = ledger.list(&ListFilter { since, until, limit })?;
             for record in &records {
                 if json {
-                    println!("{}", serde_json::to_string(record)?);
+                    outln!("{}", serde_json::to_string(record)?)?;
                 } else {
-                    println!("{}", summary(record));
+                    outln!("{}", summary(record))?;
                 }
             }
             if records.is_empty() && !json {
@@ -67,16 +67,16 @@ pub fn run(command: LedgerCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
                 anyhow::bail!("no record with serial {serial}; `mmgen ledger list` shows the serials");
             };
             if json {
-                println!("{}", serde_json::to_string_pretty(&record)?);
+                outln!("{}", serde_json::to_string_pretty(&record)?)?;
             } else {
-                print_record(&record);
+                print_record(&record)?;
             }
             Ok(ExitCode::SUCCESS)
         }
         LedgerCommand::Verify => {
             let ledger = ctx.open_existing_ledger()?;
             let report = ledger.verify_chain()?;
-            print_chain_report(&report);
+            print_chain_report(&report)?;
             Ok(if report.is_intact() { ExitCode::SUCCESS } else { ExitCode::from(3) })
         }
     }
@@ -93,30 +93,32 @@ fn summary(record: &Record) -> String {
     )
 }
 
-fn print_record(record: &Record) {
+fn print_record(record: &Record) -> std::io::Result<()> {
     let hex = mmgen::generation::hex;
-    println!("serial           {}", record.serial);
-    println!("leaf index       {}", record.leaf_index);
-    println!("created          {}", super::time_text(&record.created_at));
-    println!("model            {} (weights sha256 {})", record.model_name, hex(&record.weights_sha256));
-    println!("prompt           {}", record.prompt.as_deref().unwrap_or("(redacted)"));
-    println!("prompt sha256    {}", hex(&record.prompt_sha256));
-    println!("seed             {}", record.seed);
-    println!("steps            {}", record.steps);
-    println!("guidance         {}", record.guidance);
-    println!("size             {}x{}", record.width, record.height);
-    println!("watermark        {}", record.watermark_payload);
-    println!("output           {} sha256 {}", record.output_mime, hex(&record.output_sha256));
-    println!("manifest         {} bytes", record.manifest.len());
-    println!("record hash      {}", hex(&record.record_hash));
-    println!("previous hash    {}", hex(&record.prev_hash));
+    outln!("serial           {}", record.serial)?;
+    outln!("leaf index       {}", record.leaf_index)?;
+    outln!("created          {}", super::time_text(&record.created_at))?;
+    let model = super::printable(&record.model_name);
+    outln!("model            {model} (weights sha256 {})", hex(&record.weights_sha256))?;
+    outln!("prompt           {}", super::printable(record.prompt.as_deref().unwrap_or("(redacted)")))?;
+    outln!("prompt sha256    {}", hex(&record.prompt_sha256))?;
+    outln!("seed             {}", record.seed)?;
+    outln!("steps            {}", record.steps)?;
+    outln!("guidance         {}", record.guidance)?;
+    outln!("size             {}x{}", record.width, record.height)?;
+    outln!("watermark        {}", record.watermark_payload)?;
+    outln!("output           {} sha256 {}", record.output_mime, hex(&record.output_sha256))?;
+    outln!("manifest         {} bytes", record.manifest.len())?;
+    outln!("record hash      {}", hex(&record.record_hash))?;
+    outln!("previous hash    {}", hex(&record.prev_hash))?;
+    Ok(())
 }
 
-fn print_chain_report(report: &ChainReport) {
+fn print_chain_report(report: &ChainReport) -> std::io::Result<()> {
     let Some(fault) = &report.first_fault else {
         let head = report.head_hash.as_deref().unwrap_or("(empty ledger)");
-        println!("ledger intact: {} records, head hash {head}", report.verified);
-        return;
+        outln!("ledger intact: {} records, head hash {head}", report.verified)?;
+        return Ok(());
     };
     let serial = fault.serial.map(|s| format!(" (serial {s})")).unwrap_or_default();
     let problem = match &fault.problem {
@@ -131,8 +133,9 @@ fn print_chain_report(report: &ChainReport) {
         }
         ChainProblem::Unreadable { reason } => format!("the row cannot be read: {reason}"),
     };
-    println!(
+    outln!(
         "ledger BROKEN at leaf {}{serial}: {problem}; {} records before it verified",
         fault.leaf_index, report.verified
-    );
+    )?;
+    Ok(())
 }

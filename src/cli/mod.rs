@@ -6,6 +6,16 @@
 //! (see `verify.rs`). A closed stdout (for example `mmgen ledger list |
 //! head`) is not an error.
 
+/// Writes one line to stdout and returns the I/O result, so that a closed
+/// pipe ends the command through `main` instead of panicking as `println!`
+/// does.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 mod generate;
 mod keys;
 mod ledger;
@@ -67,11 +77,22 @@ pub struct Context {
 
 impl Context {
     /// Loads the key set, creating it (and saying so on stderr) when the
-    /// home has none.
+    /// home has none. Concurrent first runs wait on a lock file, so only
+    /// one of them creates the keys.
     pub fn load_or_init_keys(&self, quiet: bool) -> anyhow::Result<KeySet> {
         self.home.ensure()?;
+        let lock_path = self.home.root().join("keys.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("cannot open the key lock {}", lock_path.display()))?;
+        lock.lock()
+            .with_context(|| format!("cannot lock {}", lock_path.display()))?;
         let store = KeyStore::new(&self.home.keys_dir());
         let (keys, created) = store.load_or_init()?;
+        drop(lock);
         if created && !quiet {
             eprintln!("{}", created_message(&self.home));
         }
@@ -87,10 +108,19 @@ impl Context {
         Ok(Some(store.load()?))
     }
 
-    /// Opens the ledger, creating it if missing.
+    /// Opens the ledger, creating it if missing. An existing file of zero
+    /// bytes is rejected: starting a new chain there would hand out serials
+    /// that released watermarks already name.
     pub fn open_ledger(&self) -> anyhow::Result<Ledger> {
         self.home.ensure()?;
-        Ok(Ledger::open(&self.home.ledger_path())?)
+        let path = self.home.ledger_path();
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
+            anyhow::bail!(
+                "the ledger {} is empty (0 bytes); restore it from a backup, or move it away to start a new ledger",
+                path.display()
+            );
+        }
+        Ok(Ledger::open(&path)?)
     }
 
     /// Opens the ledger if it exists.
@@ -117,7 +147,7 @@ impl Context {
 pub fn created_message(home: &Home) -> String {
     format!(
         "created a local key set in {}: an Ed25519 CA, a C2PA signing certificate issued by it, \
-         and a 256-bit watermark key. The local CA is not trusted by anyone else; \
+         a 256-bit watermark key and a ledger checkpoint key. The local CA is not trusted by anyone else; \
          share {} with those who should trust your manifests.",
         home.keys_dir().display(),
         home.keys_dir().join("ca.cert.pem").display()
@@ -135,7 +165,7 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("mmgen: {err:#}");
+            eprintln!("mmgen: {}", error_text(&err));
             ExitCode::from(2)
         }
     }
@@ -171,6 +201,34 @@ fn init_logging(verbose: u8) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// The error and its causes, each cause added only when the text so far
+/// does not already contain it (many errors repeat their source).
+fn error_text(err: &anyhow::Error) -> String {
+    let mut text = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+/// Replaces control characters (escape sequences, newlines) with their
+/// escaped form, so that file names, prompts and manifest fields from
+/// untrusted files cannot forge lines or recolour a terminal.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let escaped = text
+        .chars()
+        .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+        .collect();
+    std::borrow::Cow::Owned(escaped)
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {

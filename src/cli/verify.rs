@@ -15,7 +15,7 @@ use mmgen::manifest::{StatusKind, ValidationState};
 use mmgen::verify::{LedgerFinding, ManifestFinding, Report, Verdict, Verifier, WatermarkFinding};
 use mmgen::watermark::{self, WatermarkKey};
 
-use super::Context;
+use super::{Context, printable};
 
 /// Exit status when a file could not be verified.
 const EXIT_ERROR: u8 = 2;
@@ -50,6 +50,11 @@ pub fn run(args: VerifyArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     if !(args.threshold > 0.0 && args.threshold < 1.0) {
         anyhow::bail!("threshold {} is out of range; use a p-value between 0 and 1, such as 1e-6", args.threshold);
     }
+    if let Some(steps) = args.inversion_steps {
+        if steps == 0 || steps > 1000 {
+            anyhow::bail!("inversion steps {steps} is out of range; use 1 to 1000");
+        }
+    }
     let files = expand(&args.paths)?;
     let trust_anchors = read_trust_anchors(args.trust_anchors.as_deref(), ctx)?;
     let keys: Vec<WatermarkKey> = ctx
@@ -77,24 +82,31 @@ pub fn run(args: VerifyArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         let result = mmgen::media::read_file(file)
             .map_err(anyhow::Error::from)
             .and_then(|bytes| verifier.verify(&name, &bytes).map_err(anyhow::Error::from));
-        match result {
+        let printed = match result {
             Ok(report) => {
-                if args.json {
-                    println!("{}", serde_json::to_string(&report)?);
-                } else {
-                    print_report(&report);
-                }
                 outcomes.push(Some(report.verdict));
+                if args.json {
+                    outln!("{}", serde_json::to_string(&report)?)
+                } else {
+                    print_report(&report)
+                }
             }
             Err(err) => {
+                outcomes.push(None);
                 if args.json {
                     let value = serde_json::json!({ "file": name, "verdict": "error", "error": format!("{err:#}") });
-                    println!("{value}");
+                    outln!("{value}")
                 } else {
-                    eprintln!("mmgen: {name}: {err:#}");
+                    eprintln!("mmgen: {}: {err:#}", printable(&name));
+                    Ok(())
                 }
-                outcomes.push(None);
             }
+        };
+        // A reader that stops early (`| head`) ends the run, but the exit
+        // status still reports what was verified so far.
+        match printed {
+            Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => break,
+            other => other?,
         }
     }
     Ok(ExitCode::from(overall_exit(&outcomes)))
@@ -129,6 +141,9 @@ fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
             .filter(|p| p.is_file() && is_image_name(p))
             .collect();
         found.sort();
+        if found.is_empty() {
+            anyhow::bail!("no PNG, JPEG or WebP files in {}", path.display());
+        }
         files.extend(found);
     }
     Ok(files)
@@ -148,17 +163,38 @@ fn read_trust_anchors(explicit: Option<&Path>, ctx: &Context) -> anyhow::Result<
     };
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read trust anchors {}; pass a PEM file of root certificates", path.display()))?;
+    let certificates = count_certificates(&text)
+        .with_context(|| format!("invalid trust anchors {}; pass a PEM file of root certificates", path.display()))?;
+    if certificates == 0 {
+        anyhow::bail!("{} holds no PEM certificates; pass a PEM file of root certificates", path.display());
+    }
     Ok(Some(text))
 }
 
-fn print_report(report: &Report) {
-    println!("{}: {}", report.file, headline(report));
-    print_manifest(&report.manifest);
-    print_watermark(&report.watermark);
-    print_ledger(report.ledger.as_ref());
-    for conflict in &report.conflicts {
-        println!("  conflict   {conflict}");
+/// Counts the certificates of a PEM file, failing on any that does not
+/// parse. Blocks of other types (a private key, say) are not certificates.
+fn count_certificates(text: &str) -> anyhow::Result<usize> {
+    let mut count = 0;
+    for pem in x509_parser::pem::Pem::iter_from_buffer(text.as_bytes()) {
+        let pem = pem.context("malformed PEM block")?;
+        if pem.label != "CERTIFICATE" {
+            continue;
+        }
+        pem.parse_x509().context("a CERTIFICATE block is not a valid X.509 certificate")?;
+        count += 1;
     }
+    Ok(count)
+}
+
+fn print_report(report: &Report) -> std::io::Result<()> {
+    outln!("{}: {}", printable(&report.file), headline(report))?;
+    print_manifest(&report.manifest)?;
+    print_watermark(&report.watermark)?;
+    print_ledger(report.ledger.as_ref())?;
+    for conflict in &report.conflicts {
+        outln!("  conflict   {conflict}")?;
+    }
+    Ok(())
 }
 
 fn headline(report: &Report) -> String {
@@ -176,55 +212,61 @@ fn headline(report: &Report) -> String {
     }
 }
 
-fn print_manifest(finding: &ManifestFinding) {
+fn print_manifest(finding: &ManifestFinding) -> std::io::Result<()> {
     match finding {
-        ManifestFinding::None => println!("  C2PA       no manifest"),
-        ManifestFinding::Unreadable { error } => println!("  C2PA       manifest present but unreadable: {error}"),
+        ManifestFinding::None => outln!("  C2PA       no manifest")?,
+        ManifestFinding::Unreadable { error } => {
+            outln!("  C2PA       manifest present but unreadable: {}", printable(error))?
+        }
         ManifestFinding::Found(m) => {
             let state = match m.state {
                 ValidationState::Trusted => "valid and trusted",
                 ValidationState::Valid => "valid signature; the signer is not in your trust list",
                 ValidationState::Invalid => "INVALID",
             };
-            println!("  C2PA       {state}");
+            outln!("  C2PA       {state}")?;
             if let Some(signer) = &m.signer {
-                println!("             signed by {signer}{}", m.issuer.as_ref().map(|i| format!(", issued by {i}")).unwrap_or_default());
+                let issuer = m.issuer.as_ref().map(|i| format!(", issued by {}", printable(i))).unwrap_or_default();
+                outln!("             signed by {}{issuer}", printable(signer))?;
             }
             if let Some(generator) = &m.claim_generator {
-                println!("             claim generator {generator}");
+                outln!("             claim generator {}", printable(generator))?;
             }
             for action in &m.actions {
-                let source = action.digital_source_type.as_deref().unwrap_or("-");
-                println!("             action {} (digital source type {source})", action.action);
+                let source = printable(action.digital_source_type.as_deref().unwrap_or("-"));
+                outln!("             action {} (digital source type {source})", printable(&action.action))?;
             }
             for status in m.status.iter().filter(|s| s.kind != StatusKind::Success) {
-                println!("             status {}: {}", status.code, status.explanation.as_deref().unwrap_or(""));
+                let explanation = printable(status.explanation.as_deref().unwrap_or(""));
+                outln!("             status {}: {explanation}", printable(&status.code))?;
             }
         }
     }
+    Ok(())
 }
 
-fn print_watermark(finding: &WatermarkFinding) {
+fn print_watermark(finding: &WatermarkFinding) -> std::io::Result<()> {
     match finding {
-        WatermarkFinding::Skipped { reason } => println!("  watermark  not tested: {reason}"),
+        WatermarkFinding::Skipped { reason } => outln!("  watermark  not tested: {reason}")?,
         WatermarkFinding::Checked(d) if d.detected => {
             let payload = d.payload.as_ref().map(|p| p.to_string()).unwrap_or_default();
-            println!(
+            outln!(
                 "  watermark  found, p = {:.2e} ({} of {} signs agree, {} candidates), payload {payload}",
                 d.p_value, d.agreement, d.elements, d.candidates
-            );
+            )?;
         }
-        WatermarkFinding::Checked(d) => println!(
+        WatermarkFinding::Checked(d) => outln!(
             "  watermark  none found (best p = {:.2e} over {} candidates, threshold {:.0e})",
             d.p_value, d.candidates, d.threshold
-        ),
+        )?,
     }
+    Ok(())
 }
 
-fn print_ledger(finding: Option<&LedgerFinding>) {
+fn print_ledger(finding: Option<&LedgerFinding>) -> std::io::Result<()> {
     let Some(finding) = finding else {
-        println!("  ledger     no record");
-        return;
+        outln!("  ledger     no record")?;
+        return Ok(());
     };
     let r = &finding.record;
     let identical = if finding.byte_identical {
@@ -232,6 +274,9 @@ fn print_ledger(finding: Option<&LedgerFinding>) {
     } else {
         "file differs from the released output"
     };
-    println!("  ledger     generation {} at {}, model {}; {identical}", r.serial, super::time_text(&r.created_at), r.model_name);
+    let model = printable(&r.model_name);
+    let time = super::time_text(&r.created_at);
+    outln!("  ledger     generation {} at {time}, model {model}; {identical}", r.serial)?;
+    Ok(())
 }
 

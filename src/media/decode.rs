@@ -35,6 +35,11 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, MediaError> {
         limit: MAX_FILE_BYTES,
     };
 
+    // Checked before opening: opening a FIFO would block until a writer
+    // appears.
+    if !std::fs::metadata(path).map_err(read_error)?.is_file() {
+        return Err(read_error(io::Error::other("not a regular file")));
+    }
     let file = File::open(path).map_err(read_error)?;
     let metadata = file.metadata().map_err(read_error)?;
     if !metadata.is_file() {
