@@ -1,10 +1,11 @@
 //! Generation with all three provenance layers, shared by the command line
 //! and any other front end.
 //!
-//! For each image: reserve a ledger serial, sample the initial latent from
-//! the watermark key and that serial, denoise and decode, encode the file,
-//! sign a C2PA manifest over it (when a signer is given), append the ledger
-//! record, and only then write the file and move it into place. A process
+//! For each image: reserve a ledger serial and sample the initial latent
+//! from the watermark key and that serial. Then denoise, decode, encode the
+//! file and sign a C2PA manifest over it (when a signer is given). Last,
+//! append the ledger record, and only then write the file and move it into
+//! place. A process
 //! that dies before the append leaves an unused serial and no file; one
 //! that dies after it leaves a record whose file was never released, never
 //! the reverse.
@@ -54,7 +55,7 @@ pub enum GenerationError {
     },
 }
 
-/// What to generate.
+/// A generation request.
 #[derive(Debug, Clone)]
 pub struct GenerationRequest {
     /// The text prompt.
@@ -91,7 +92,7 @@ pub struct Provenance<'a> {
 /// One released output.
 #[derive(Debug, Clone, Serialize)]
 pub struct GeneratedImage {
-    /// Where the file was written.
+    /// Path of the written file.
     pub path: PathBuf,
     /// Its ledger serial.
     pub serial: u64,
@@ -312,7 +313,7 @@ fn check_free(paths: &[PathBuf], overwrite: bool) -> Result<(), GenerationError>
     Ok(())
 }
 
-/// The directory a file is written in ("." for a bare file name).
+/// Returns the directory a file is written in ("." for a bare file name).
 fn parent_dir(path: &Path) -> &Path {
     match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
@@ -320,7 +321,7 @@ fn parent_dir(path: &Path) -> &Path {
     }
 }
 
-/// The output paths of a run: the path itself for one image, else
+/// Returns the output paths of a run: the path itself for one image, else
 /// `STEM-1.EXT`, `STEM-2.EXT`, ...
 pub fn output_paths(output: &Path, count: usize) -> Vec<PathBuf> {
     if count == 1 {

@@ -153,7 +153,7 @@ fn output_format(explicit: Option<FormatArg>, output: Option<&Path>) -> anyhow::
     match (explicit.map(MediaFormat::from), from_extension) {
         (Some(format), Some(implied)) if format != implied => anyhow::bail!(
             "--format {} contradicts the output extension .{}; change one of them",
-            format.extension(),
+            format.mime().trim_start_matches("image/"),
             extension.unwrap_or_default()
         ),
         (Some(format), _) => Ok(format),

@@ -191,8 +191,10 @@ pub fn time_text(time: &time::OffsetDateTime) -> String {
 
 fn init_logging(verbose: u8) {
     let default = match verbose {
-        0 => "warn",
-        1 => "mmgen=debug,warn",
+        // c2pa 0.90 warns on every read and sign that thumbnails are not
+        // compiled in, even when they are switched off.
+        0 => "warn,c2pa=error",
+        1 => "mmgen=debug,warn,c2pa=error",
         _ => "mmgen=trace,info",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
