@@ -14,6 +14,7 @@
 mod chain;
 mod encoding;
 mod error;
+pub mod merkle;
 mod open;
 mod read;
 mod record;
