@@ -858,4 +858,332 @@ mod tests {
             }
         }
     }
+
+    /// Whether each proof element of leaf `index` in a tree of `size`
+    /// lies left of the leaf, from the leaf up.
+    fn inclusion_turns(index: u64, size: u64) -> Vec<bool> {
+        let spans = inclusion_spans(index, size);
+        spans.iter().map(|span| span.end <= index).collect()
+    }
+
+    #[test]
+    fn tampered_inclusion_proofs_rejected() {
+        for size in 1..=MAX_TAMPERED_SIZE {
+            let leaves = leaf_hashes(size);
+            let tree_root = root(&leaves);
+            for index in 0..size {
+                let leaf = &leaves[index as usize];
+                let proof = inclusion_proof(&leaves, index).expect("index in range");
+                let case = format!("leaf {index} of {size}");
+                let mismatch = Err(MerkleError::InclusionMismatch { index, size });
+
+                for position in 0..proof.len() {
+                    for bit in [0, 131, 255] {
+                        let mut flipped = proof.clone();
+                        flipped[position] = flip_bit(&proof[position], bit);
+                        let checked = check_inclusion(leaf, index, size, &flipped, &tree_root);
+                        assert_eq!(checked, mismatch, "{case}, bit {bit} of hash {position}");
+                    }
+                }
+
+                let short = &proof[..proof.len().saturating_sub(1)];
+                if !proof.is_empty() {
+                    let checked = check_inclusion(leaf, index, size, short, &tree_root);
+                    let expected = Err(MerkleError::InclusionProofLength {
+                        index,
+                        size,
+                        expected: proof.len(),
+                        actual: proof.len() - 1,
+                    });
+                    assert_eq!(checked, expected, "{case} without its last hash");
+                }
+
+                let mut long = proof.clone();
+                long.push(tree_root);
+                let checked = check_inclusion(leaf, index, size, &long, &tree_root);
+                let is_length_error = matches!(
+                    checked,
+                    Err(MerkleError::InclusionProofLength { actual, .. }) if actual == long.len()
+                );
+                assert!(is_length_error, "{case} with an extra hash: {checked:?}");
+
+                let wrong_leaf = leaf_hash(b"not a leaf");
+                let checked = check_inclusion(&wrong_leaf, index, size, &proof, &tree_root);
+                assert_eq!(checked, mismatch, "{case} with another leaf");
+
+                let wrong_root = flip_bit(&tree_root, 7);
+                let checked = check_inclusion(leaf, index, size, &proof, &wrong_root);
+                assert_eq!(checked, mismatch, "{case} against another root");
+            }
+        }
+    }
+
+    #[test]
+    fn inclusion_at_wrong_index_rejected() {
+        for size in 2..=MAX_TAMPERED_SIZE {
+            let leaves = leaf_hashes(size);
+            let tree_root = root(&leaves);
+            for index in 0..size {
+                let leaf = &leaves[index as usize];
+                let proof = inclusion_proof(&leaves, index).expect("index in range");
+                for other in (0..size).filter(|&other| other != index) {
+                    let checked = check_inclusion(leaf, other, size, &proof, &tree_root);
+                    let case = format!("leaf {index} of {size} checked as leaf {other}");
+                    assert!(checked.is_err(), "{case} passed");
+                }
+                let checked = check_inclusion(leaf, size, size, &proof, &tree_root);
+                let expected = Err(MerkleError::IndexOutOfRange { index: size, size });
+                assert_eq!(
+                    checked, expected,
+                    "leaf {index} of {size} checked past the end"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn inclusion_at_wrong_size_passes_only_on_same_path() {
+        for size in 1..=MAX_TAMPERED_SIZE {
+            let leaves = leaf_hashes(size);
+            let tree_root = root(&leaves);
+            for index in 0..size {
+                let leaf = &leaves[index as usize];
+                let proof = inclusion_proof(&leaves, index).expect("index in range");
+                let turns = inclusion_turns(index, size);
+                for other in (index + 1..=size + 8).filter(|&other| other != size) {
+                    let checked = check_inclusion(leaf, index, other, &proof, &tree_root);
+                    let same_path = inclusion_turns(index, other) == turns;
+                    let case = format!("leaf {index} of {size} checked in {other}");
+                    assert_eq!(checked.is_ok(), same_path, "{case}: {checked:?}");
+                }
+            }
+        }
+
+        // The documented example: both paths turn right twice.
+        let leaves = leaf_hashes(4);
+        let proof = inclusion_proof(&leaves, 0).expect("index in range");
+        let checked = check_inclusion(&leaves[0], 0, 3, &proof, &root(&leaves));
+        assert_eq!(checked, Ok(()), "leaf 0 of 4 checked in 3");
+    }
+
+    #[test]
+    fn tampered_consistency_proofs_rejected() {
+        for new_size in 1..=MAX_TAMPERED_SIZE {
+            let leaves = leaf_hashes(new_size);
+            let new_root = root(&leaves);
+            for old_size in 1..=new_size {
+                let old_root = root(&leaves[..old_size as usize]);
+                let proof = consistency_proof(&leaves, old_size).expect("sizes in order");
+                let case = format!("from {old_size} to {new_size}");
+                let mismatch = Err(MerkleError::ConsistencyMismatch { old_size, new_size });
+                let check = |proof: &[Hash], old_root: &Hash, new_root: &Hash| {
+                    check_consistency(old_size, new_size, old_root, new_root, proof)
+                };
+
+                for position in 0..proof.len() {
+                    for bit in [0, 131, 255] {
+                        let mut flipped = proof.clone();
+                        flipped[position] = flip_bit(&proof[position], bit);
+                        let checked = check(&flipped, &old_root, &new_root);
+                        assert_eq!(checked, mismatch, "{case}, bit {bit} of hash {position}");
+                    }
+                }
+
+                if !proof.is_empty() {
+                    let checked = check(&proof[..proof.len() - 1], &old_root, &new_root);
+                    let expected = Err(MerkleError::ConsistencyProofLength {
+                        old_size,
+                        new_size,
+                        expected: proof.len(),
+                        actual: proof.len() - 1,
+                    });
+                    assert_eq!(checked, expected, "{case} without its last hash");
+                }
+
+                let mut long = proof.clone();
+                long.push(new_root);
+                let checked = check(&long, &old_root, &new_root);
+                let is_length_error = matches!(
+                    checked,
+                    Err(MerkleError::ConsistencyProofLength { actual, .. }) if actual == long.len()
+                );
+                assert!(is_length_error, "{case} with an extra hash: {checked:?}");
+
+                let wrong_old = flip_bit(&old_root, 3);
+                let checked = check(&proof, &wrong_old, &new_root);
+                assert_eq!(checked, mismatch, "{case} with another old root");
+
+                let wrong_new = flip_bit(&new_root, 200);
+                let checked = check(&proof, &old_root, &wrong_new);
+                assert_eq!(checked, mismatch, "{case} with another new root");
+            }
+        }
+    }
+
+    #[test]
+    fn consistency_at_wrong_sizes_rejected() {
+        let leaves = leaf_hashes(7);
+        let new_root = root(&leaves);
+        let old_root = root(&leaves[..3]);
+        let proof = consistency_proof(&leaves, 3).expect("3 <= 7");
+        for (old_size, new_size) in [(2, 7), (4, 7), (3, 4), (3, 9), (5, 7)] {
+            let checked = check_consistency(old_size, new_size, &old_root, &new_root, &proof);
+            assert!(
+                checked.is_err(),
+                "proof from 3 to 7 passed as {old_size} to {new_size}"
+            );
+        }
+
+        let checked = check_consistency(7, 3, &new_root, &old_root, &proof);
+        let expected = Err(MerkleError::OldTreeLarger {
+            old_size: 7,
+            new_size: 3,
+        });
+        assert_eq!(checked, expected, "sizes swapped");
+
+        let checked = check_consistency(0, 7, &root(&[]), &new_root, &[]);
+        assert_eq!(checked, Err(MerkleError::EmptyOldTree { new_size: 7 }));
+    }
+
+    #[test]
+    fn consistency_of_equal_sizes() {
+        let leaves = leaf_hashes(5);
+        let tree_root = root(&leaves);
+        assert_eq!(consistency_proof(&leaves, 5), Ok(Vec::new()));
+        assert_eq!(check_consistency(5, 5, &tree_root, &tree_root, &[]), Ok(()));
+
+        let other_root = root(&leaves[..4]);
+        let checked = check_consistency(5, 5, &other_root, &tree_root, &[]);
+        let expected = Err(MerkleError::ConsistencyMismatch {
+            old_size: 5,
+            new_size: 5,
+        });
+        assert_eq!(checked, expected, "equal sizes with different roots");
+
+        let checked = check_consistency(5, 5, &tree_root, &tree_root, &[tree_root]);
+        let is_length_error = matches!(
+            checked,
+            Err(MerkleError::ConsistencyProofLength {
+                expected: 0,
+                actual: 1,
+                ..
+            })
+        );
+        assert!(is_length_error, "equal sizes with a hash: {checked:?}");
+    }
+
+    #[test]
+    fn bad_sizes_rejected_when_proving() {
+        let leaves = leaf_hashes(4);
+        let expected = Err(MerkleError::IndexOutOfRange { index: 4, size: 4 });
+        assert_eq!(inclusion_proof(&leaves, 4), expected);
+        let expected = Err(MerkleError::IndexOutOfRange { index: 0, size: 0 });
+        assert_eq!(inclusion_proof(&[], 0), expected);
+        let expected = Err(MerkleError::EmptyOldTree { new_size: 4 });
+        assert_eq!(consistency_proof(&leaves, 0), expected);
+        let expected = Err(MerkleError::OldTreeLarger {
+            old_size: 5,
+            new_size: 4,
+        });
+        assert_eq!(consistency_proof(&leaves, 5), expected);
+    }
+
+    #[test]
+    fn huge_sizes_rejected_without_panic() {
+        let leaf = leaf_hash(b"leaf 0");
+        let proof = vec![leaf; 64];
+        let checked = check_inclusion(&leaf, u64::MAX - 1, u64::MAX, &proof, &leaf);
+        assert!(
+            checked.is_err(),
+            "a forged proof in the largest tree passed"
+        );
+        let checked = check_consistency(u64::MAX - 1, u64::MAX, &leaf, &leaf, &proof);
+        assert!(checked.is_err(), "a forged consistency proof passed");
+
+        let store = StoredTree::default();
+        let appended = completed_subtrees(&store, u64::MAX, &leaf);
+        let expected = Err(MerkleError::IndexOutOfRange {
+            index: u64::MAX,
+            size: u64::MAX,
+        });
+        assert_eq!(appended, expected);
+    }
+
+    #[test]
+    fn stored_tree_holds_every_complete_subtree() {
+        for size in [1, 2, 3, 7, 8, 100, 255, 256] {
+            let stored = StoredTree::build(&leaf_hashes(size));
+            let expected = 2 * size - u64::from(size.count_ones());
+            assert_eq!(
+                stored.hashes.len() as u64,
+                expected,
+                "subtrees of {size} leaves"
+            );
+        }
+    }
+
+    #[test]
+    fn stored_proofs_match_memory_proofs() {
+        let leaves = leaf_hashes(MAX_COMPARED_SIZE);
+        let stored = StoredTree::build(&leaves);
+        for size in 1..=MAX_COMPARED_SIZE {
+            let prefix = &leaves[..size as usize];
+            let bound = 2 * ceil_log2(size);
+
+            stored.reset_counts();
+            assert_eq!(root_from(&stored, size), Ok(root(prefix)), "root of {size}");
+            assert_eq!(stored.reads.get(), 1, "reads for the root of {size}");
+            assert!(
+                stored.hashes_read.get() <= 64,
+                "hashes for the root of {size}"
+            );
+
+            for index in 0..size {
+                stored.reset_counts();
+                let proof = inclusion_proof_from(&stored, size, index);
+                let case = format!("leaf {index} of {size}");
+                assert_eq!(proof, inclusion_proof(prefix, index), "{case}");
+                assert!(stored.reads.get() <= 1, "reads for {case}");
+                assert!(stored.hashes_read.get() <= bound, "hashes for {case}");
+            }
+
+            for old_size in 1..=size {
+                stored.reset_counts();
+                let proof = consistency_proof_from(&stored, old_size, size);
+                let case = format!("from {old_size} to {size}");
+                assert_eq!(proof, consistency_proof(prefix, old_size), "{case}");
+                assert!(stored.reads.get() <= 1, "reads for {case}");
+                assert!(stored.hashes_read.get() <= bound + 1, "hashes for {case}");
+            }
+        }
+    }
+
+    #[test]
+    fn missing_stored_hash_rejected() {
+        let leaves = leaf_hashes(6);
+        let mut stored = StoredTree::build(&leaves);
+        stored.hashes.remove(&SubtreeId { level: 2, index: 0 });
+
+        // Each of the root, the inclusion proof of leaf 5 and the
+        // consistency proof from 5 needs the hash of leaves 0 to 3.
+        let short_read = |expected| MerkleError::ReadCount {
+            expected,
+            actual: expected - 1,
+        };
+        assert_eq!(root_from(&stored, 6), Err(short_read(2)), "root of 6");
+        let proof = inclusion_proof_from(&stored, 6, 5);
+        assert_eq!(proof, Err(short_read(2)), "leaf 5 of 6");
+        let proof = consistency_proof_from(&stored, 5, 6);
+        assert_eq!(proof, Err(short_read(3)), "from 5 to 6");
+    }
+
+    #[test]
+    fn stored_proofs_reject_bad_sizes() {
+        let stored = StoredTree::build(&leaf_hashes(4));
+        let expected = Err(MerkleError::IndexOutOfRange { index: 4, size: 4 });
+        assert_eq!(inclusion_proof_from(&stored, 4, 4), expected);
+        let expected = Err(MerkleError::EmptyOldTree { new_size: 4 });
+        assert_eq!(consistency_proof_from(&stored, 0, 4), expected);
+        assert_eq!(stored.reads.get(), 0, "bad sizes read nothing");
+    }
 }
