@@ -1,10 +1,10 @@
 //! The Merkle tree over the ledger's leaf hashes, as pure functions.
 //!
 //! The tree is the SHA-256 Merkle tree of RFC 9162 section 2.1, the same
-//! tree as RFC 6962's, so any Certificate Transparency verifier can check
-//! its proofs. Proofs come in Prove/Check pairs: [`inclusion_proof`] with
-//! [`check_inclusion`], and [`consistency_proof`] with
-//! [`check_consistency`]. The Prove functions take every leaf hash in
+//! tree as RFC 6962's, so verifiers written for Certificate Transparency
+//! can check its proofs. Proofs come in Prove/Check pairs:
+//! [`inclusion_proof`] with [`check_inclusion`], and [`consistency_proof`]
+//! with [`check_consistency`]. The Prove functions take every leaf hash in
 //! memory. [`HashReader`] and the `*_from` functions build the same proofs
 //! from stored hashes of complete subtrees and read O(log n) of them.
 //!
@@ -419,8 +419,8 @@ fn consistency_spans(old_size: u64, new_size: u64) -> Vec<Span> {
     let mut start = 0;
     let mut end = new_size;
     // The RFC's flag b: whether the current span starts at leaf 0, so
-    // that the verifier already knows the old tree's hash when the span
-    // is the whole old tree.
+    // that the verifier already has the old tree's hash when the span is
+    // the whole old tree.
     let mut at_left_edge = true;
     loop {
         if old_size == end {
@@ -445,7 +445,7 @@ fn consistency_spans(old_size: u64, new_size: u64) -> Vec<Span> {
 
 /// A complete subtree: the 2^`level` leaves from `index` × 2^`level` on.
 ///
-/// Level 0 holds single leaves. A tree of n leaves has 2n - popcount(n)
+/// Level 0 contains single leaves. A tree of n leaves has 2n - popcount(n)
 /// complete subtrees, and the append of leaf i completes
 /// 1 + trailing_ones(i) of them (see [`completed_subtrees`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -484,7 +484,7 @@ pub fn root_from<R: HashReader>(reader: &R, size: u64) -> Result<Hash, R::Error>
 /// Builds the same proof as [`inclusion_proof`] from stored subtree hashes,
 /// in one read of at most 2 ceil(log2 size) hashes.
 ///
-/// The bound holds because only the first sibling above the right edge of
+/// The bound follows because only the first sibling above the right edge of
 /// the tree can be an incomplete subtree, and it splits into at most
 /// ceil(log2 size) complete ones.
 pub fn inclusion_proof_from<R: HashReader>(
@@ -641,7 +641,7 @@ mod tests {
 
     type ReferenceTree = MemoryBackedTree<sha2_011::Sha256, Vec<u8>>;
 
-    /// The leaf data of the known-answer tests: "leaf 0", "leaf 1", ...
+    /// Builds the leaf data of the known-answer tests: "leaf 0", "leaf 1", ...
     fn leaf_data(index: u64) -> Vec<u8> {
         format!("leaf {index}").into_bytes()
     }
@@ -859,8 +859,8 @@ mod tests {
         }
     }
 
-    /// Whether each proof element of leaf `index` in a tree of `size`
-    /// lies left of the leaf, from the leaf up.
+    /// Lists, from the leaf up, whether each proof element of leaf `index`
+    /// in a tree of `size` lies left of the leaf.
     fn inclusion_turns(index: u64, size: u64) -> Vec<bool> {
         let spans = inclusion_spans(index, size);
         spans.iter().map(|span| span.end <= index).collect()
@@ -942,7 +942,7 @@ mod tests {
     }
 
     #[test]
-    fn inclusion_at_wrong_size_passes_only_on_same_path() {
+    fn wrong_size_passes_on_same_path() {
         for size in 1..=MAX_TAMPERED_SIZE {
             let leaves = leaf_hashes(size);
             let tree_root = root(&leaves);
@@ -1110,7 +1110,7 @@ mod tests {
     }
 
     #[test]
-    fn stored_tree_holds_every_complete_subtree() {
+    fn stored_tree_has_every_subtree() {
         for size in [1, 2, 3, 7, 8, 100, 255, 256] {
             let stored = StoredTree::build(&leaf_hashes(size));
             let expected = 2 * size - u64::from(size.count_ones());
