@@ -1,7 +1,7 @@
-//! Measures how well a model follows captions: samples scenes of the
-//! procedural world, generates each from its English and its Chinese
-//! caption with the same initial noise, reads the images back with
-//! `mmgen::eval`, and prints the accuracy of each attribute per language.
+//! Measures how well a model follows captions. It samples scenes of the
+//! procedural world and generates each from its English and its Chinese
+//! caption with the same initial noise. Then it reads the images back with
+//! `mmgen::eval` and prints the accuracy of each attribute per language.
 //!
 //! Run: `cargo run --release --example eval -- [--prompts 200] [--seed 1]
 //! [--model DIR] [--train-split]` (without --model, the built-in model).
