@@ -30,6 +30,9 @@ use crate::world::{Object, Relation, SceneSpec, Shape, Size};
 /// Smallest share of the image that a region must cover to count as an
 /// object. A small world shape covers about 1% of the image, and stray
 /// misclassified edge pixels cover far less.
+// NOTE: on cluttered images (an untrained model's colour noise) a blob of
+// this size exists for most colours, so colour_ok is then too lenient; the
+// evaluator does not yet penalise extra objects or clutter.
 pub const MIN_AREA_FRACTION: f32 = 0.003;
 
 /// Largest image that [`evaluate`] accepts, in pixels (4096x4096). The
