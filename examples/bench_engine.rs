@@ -44,7 +44,10 @@ fn main() -> anyhow::Result<()> {
         warmup_steps: 10,
         total_steps: 100,
     };
-    println!("batch {batch}, {iters} iterations, threads {}", rayon_threads());
+    println!(
+        "batch {batch}, {iters} iterations, threads {}",
+        rayon_threads()
+    );
 
     let unet_cfg = UNetConfig::default();
     let text_cfg = TextEncoderConfig::default();
@@ -58,12 +61,29 @@ fn main() -> anyhow::Result<()> {
         max_grad_norm: 1.0,
         ema_decay: 0.999,
     };
-    let mut trainer = DiffusionTrainer::new(&text_cfg, &unet_cfg, tokenizer, NoiseSchedule::cosine(1000), settings, 1, &device)?;
-    let params: usize = trainer.adam.vars().iter().map(|(_, v)| v.elem_count()).sum();
+    let mut trainer = DiffusionTrainer::new(
+        &text_cfg,
+        &unet_cfg,
+        tokenizer,
+        NoiseSchedule::cosine(1000),
+        settings,
+        1,
+        &device,
+    )?;
+    let params: usize = trainer
+        .adam
+        .vars()
+        .iter()
+        .map(|(_, v)| v.elem_count())
+        .sum();
     println!("text encoder + UNet parameters: {params}");
     let latents = Tensor::randn(0f32, 1.0, (batch, 4, 16, 16), &device)?;
     let captions = vec!["w1 w2 w3 w4 w5 w6"; batch];
-    let ids = Tensor::zeros((batch, text_cfg.max_position_embeddings), DType::U32, &device)?;
+    let ids = Tensor::zeros(
+        (batch, text_cfg.max_position_embeddings),
+        DType::U32,
+        &device,
+    )?;
     let t = Tensor::full(500f32, batch, &device)?;
     time("text encoder + UNet forward", iters, || {
         let ctx = trainer.text_encoder.forward(&ids).unwrap();

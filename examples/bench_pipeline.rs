@@ -36,8 +36,14 @@ fn main() -> anyhow::Result<()> {
 
     let started = Instant::now();
     let model = builtin::load(&Device::Cpu)?;
-    println!("model load                         {:>8.1} ms", started.elapsed().as_secs_f64() * 1e3);
-    println!("embedded weights                   {:>8.2} MB", builtin::weights_len() as f64 / 1e6);
+    println!(
+        "model load                         {:>8.1} ms",
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    println!(
+        "embedded weights                   {:>8.2} MB",
+        builtin::weights_len() as f64 / 1e6
+    );
     let config = model.config().clone();
     println!(
         "default steps {}, guidance {}, image {}x{}, threads {}",

@@ -27,7 +27,9 @@ const SEEDS: u64 = 6;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let out = args.get(1).context("usage: sample_grid OUT.png [MODEL_DIR]")?;
+    let out = args
+        .get(1)
+        .context("usage: sample_grid OUT.png [MODEL_DIR]")?;
     let model = match args.get(2) {
         Some(dir) => Model::from_dir(Path::new(dir))?,
         None => builtin::load(&Device::Cpu)?,
@@ -41,12 +43,19 @@ fn main() -> anyhow::Result<()> {
     let edge = config.image_size as u32;
     let mut grid = RgbImage::new(edge * SEEDS as u32, edge * PROMPTS.len() as u32);
     for (row, prompt) in PROMPTS.iter().enumerate() {
-        let noise: Vec<f32> = (0..SEEDS).flat_map(|seed| plain_latent(seed, c * h * w)).collect();
+        let noise: Vec<f32> = (0..SEEDS)
+            .flat_map(|seed| plain_latent(seed, c * h * w))
+            .collect();
         let noise = Tensor::from_vec(noise, (SEEDS as usize, c, h, w), &Device::Cpu)?;
         let prompts = vec![*prompt; SEEDS as usize];
         let latents = model.sample(&noise, &prompts, &options, &mut |_| {})?;
         for (col, image) in model.decode_latents(&latents)?.iter().enumerate() {
-            image::imageops::replace(&mut grid, image, (col as u32 * edge) as i64, (row as u32 * edge) as i64);
+            image::imageops::replace(
+                &mut grid,
+                image,
+                (col as u32 * edge) as i64,
+                (row as u32 * edge) as i64,
+            );
         }
         println!("row {row}: {prompt}");
     }

@@ -23,11 +23,11 @@ use mmgen::engine::model::{ModelConfig, images_to_tensor};
 use mmgen::engine::schedule::{NoiseSchedule, PredictionType};
 use mmgen::engine::unet::UNetConfig;
 use mmgen::engine::vae::{AutoEncoderKl, VaeConfig};
+use mmgen::train::StepStats;
 use mmgen::train::checkpoint::{self, RunState};
 use mmgen::train::diffusion::{DiffusionTrainer, DiffusionTraining};
 use mmgen::train::optim::LrSchedule;
 use mmgen::train::vae::{VaeTrainer, VaeTraining};
-use mmgen::train::StepStats;
 use mmgen::world::{self, Language, SceneSampler, Split};
 
 /// Name of the model this program trains.
@@ -161,12 +161,16 @@ fn random_crops(images: &Tensor, crop: usize, seed: u64, step: usize) -> anyhow:
     if crop >= height {
         return Ok(images.clone());
     }
-    let mut rng = mmgen::watermark::noise::NoiseStream::with_domain(b"mmgen train crops", seed ^ step as u64);
+    let mut rng =
+        mmgen::watermark::noise::NoiseStream::with_domain(b"mmgen train crops", seed ^ step as u64);
     let crops = (0..batch)
         .map(|i| {
             let y = rng.next_below((height - crop + 1) as u64) as usize;
             let x = rng.next_below((width - crop + 1) as u64) as usize;
-            images.narrow(0, i, 1)?.narrow(2, y, crop)?.narrow(3, x, crop)
+            images
+                .narrow(0, i, 1)?
+                .narrow(2, y, crop)?
+                .narrow(3, x, crop)
         })
         .collect::<candle_core::Result<Vec<_>>>()?;
     Ok(Tensor::cat(&crops, 0)?)
@@ -194,7 +198,11 @@ impl Progress {
         let done = stats.step - self.first_step;
         let per_step = elapsed / done.max(1) as f64;
         let eta = per_step * (self.total - stats.step) as f64 / 60.0;
-        let parts: String = stats.parts.iter().map(|(name, v)| format!(" {name} {v:.5}")).collect();
+        let parts: String = stats
+            .parts
+            .iter()
+            .map(|(name, v)| format!(" {name} {v:.5}"))
+            .collect();
         println!(
             "step {:>6}/{} loss {:.5}{parts} grad {:.3} lr {:.2e} | {:.2} s/step, eta {eta:.0} min",
             stats.step, self.total, stats.loss, stats.grad_norm, stats.lr, per_step
@@ -202,7 +210,8 @@ impl Progress {
     }
 
     fn out_of_time(&self) -> bool {
-        self.deadline.is_some_and(|limit| self.start.elapsed().as_secs_f64() > limit)
+        self.deadline
+            .is_some_and(|limit| self.start.elapsed().as_secs_f64() > limit)
     }
 }
 
@@ -217,11 +226,21 @@ fn train_vae(args: &VaeArgs) -> anyhow::Result<()> {
         ema_decay: 0.999,
     };
     let mut trainer = VaeTrainer::new(&vae_config(), settings, common.seed, &device)?;
-    let mut state = resume(&common.run, "vae", common.seed, &mut trainer.adam, &mut trainer.ema, &device)?;
+    let mut state = resume(
+        &common.run,
+        "vae",
+        common.seed,
+        &mut trainer.adam,
+        &mut trainer.ema,
+        &device,
+    )?;
     let progress = Progress::new(state.step, common.steps, common.minutes);
     while state.step < common.last_step() {
         let scenes = scenes_for_step(common.seed, state.step, common.batch);
-        let images: Vec<_> = scenes.iter().map(|s| world::render(s, IMAGE_SIZE as u32)).collect();
+        let images: Vec<_> = scenes
+            .iter()
+            .map(|s| world::render(s, IMAGE_SIZE as u32))
+            .collect();
         let pixels = images_to_tensor(&images, IMAGE_SIZE, &device)?;
         let pixels = random_crops(&pixels, args.crop, common.seed, state.step)?;
         let stats = trainer.step(&pixels)?;
@@ -235,7 +254,10 @@ fn train_vae(args: &VaeArgs) -> anyhow::Result<()> {
             checkpoint::save(&common.run, &state, &trainer.adam, &trainer.ema)?;
         }
         if stop {
-            println!("time limit reached at step {}; rerun the same command to resume", state.step);
+            println!(
+                "time limit reached at step {}; rerun the same command to resume",
+                state.step
+            );
             return Ok(());
         }
     }
@@ -256,7 +278,12 @@ fn resume(
         Some(folder) => {
             let state = checkpoint::restore(&folder, adam, ema, device)?;
             if state.stage != stage || state.seed != seed {
-                bail!("{} holds a {} run with seed {}, not {stage} with seed {seed}", run.display(), state.stage, state.seed);
+                bail!(
+                    "{} holds a {} run with seed {}, not {stage} with seed {seed}",
+                    run.display(),
+                    state.stage,
+                    state.seed
+                );
             }
             println!("resuming {stage} from step {}", state.step);
             Ok(state)
@@ -271,8 +298,12 @@ fn resume(
 }
 
 /// Loads the averaged autoencoder weights of a finished run.
-fn load_vae(run: &Path, device: &Device) -> anyhow::Result<(AutoEncoderKl, HashMap<String, Tensor>)> {
-    let folder = checkpoint::latest(run)?.with_context(|| format!("no checkpoint in {}", run.display()))?;
+fn load_vae(
+    run: &Path,
+    device: &Device,
+) -> anyhow::Result<(AutoEncoderKl, HashMap<String, Tensor>)> {
+    let folder =
+        checkpoint::latest(run)?.with_context(|| format!("no checkpoint in {}", run.display()))?;
     let tensors = checkpoint::load_tensors(&folder.join("ema.safetensors"), device)?;
     let vb = candle_nn::VarBuilder::from_tensors(tensors.clone(), DType::F32, device);
     Ok((AutoEncoderKl::new(&vae_config(), vb.pp("vae"))?, tensors))
@@ -282,12 +313,17 @@ fn load_vae(run: &Path, device: &Device) -> anyhow::Result<(AutoEncoderKl, HashM
 /// images: the factor that gives the diffusion model unit-variance inputs.
 fn measure_scaling(vae: &AutoEncoderKl, seed: u64, device: &Device) -> anyhow::Result<f64> {
     let scenes = scenes_for_step(seed ^ 0x5CA1E, 0, 256);
-    let images: Vec<_> = scenes.iter().map(|s| world::render(s, IMAGE_SIZE as u32)).collect();
+    let images: Vec<_> = scenes
+        .iter()
+        .map(|s| world::render(s, IMAGE_SIZE as u32))
+        .collect();
     let mut sum = 0.0;
     let mut sum_sq = 0.0;
     let mut count = 0usize;
     for chunk in images.chunks(32) {
-        let mean = vae.encode(&images_to_tensor(chunk, IMAGE_SIZE, device)?)?.mean;
+        let mean = vae
+            .encode(&images_to_tensor(chunk, IMAGE_SIZE, device)?)?
+            .mean;
         let values = mean.flatten_all()?.to_vec1::<f32>()?;
         count += values.len();
         for v in values {
@@ -351,20 +387,37 @@ fn train_diffusion(args: &DiffusionArgs) -> anyhow::Result<()> {
         common.seed,
         &device,
     )?;
-    let mut state = resume(&common.run, "diffusion", common.seed, &mut trainer.adam, &mut trainer.ema, &device)?;
+    let mut state = resume(
+        &common.run,
+        "diffusion",
+        common.seed,
+        &mut trainer.adam,
+        &mut trainer.ema,
+        &device,
+    )?;
     let progress = Progress::new(state.step, common.steps, common.minutes);
     while state.step < common.last_step() {
         let scenes = scenes_for_step(common.seed ^ 0xD1FF, state.step, common.batch);
-        let images: Vec<_> = scenes.iter().map(|s| world::render(s, IMAGE_SIZE as u32)).collect();
+        let images: Vec<_> = scenes
+            .iter()
+            .map(|s| world::render(s, IMAGE_SIZE as u32))
+            .collect();
         let captions: Vec<String> = scenes
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                let language = if (state.step + i) % 2 == 0 { Language::English } else { Language::Chinese };
+                let language = if (state.step + i) % 2 == 0 {
+                    Language::English
+                } else {
+                    Language::Chinese
+                };
                 world::caption(s.spec(), language)
             })
             .collect();
-        let latents = (vae.encode(&images_to_tensor(&images, IMAGE_SIZE, &device)?)?.mean * scaling)?;
+        let latents = (vae
+            .encode(&images_to_tensor(&images, IMAGE_SIZE, &device)?)?
+            .mean
+            * scaling)?;
         let stats = trainer.step(&latents, &captions)?;
         state.step = stats.step;
         state.losses.push((stats.step, stats.loss));
@@ -376,7 +429,10 @@ fn train_diffusion(args: &DiffusionArgs) -> anyhow::Result<()> {
             checkpoint::save(&common.run, &state, &trainer.adam, &trainer.ema)?;
         }
         if stop {
-            println!("time limit reached at step {}; rerun the same command to resume", state.step);
+            println!(
+                "time limit reached at step {}; rerun the same command to resume",
+                state.step
+            );
             return Ok(());
         }
     }
@@ -387,8 +443,10 @@ fn train_diffusion(args: &DiffusionArgs) -> anyhow::Result<()> {
 fn export(args: &ExportArgs) -> anyhow::Result<()> {
     let device = Device::Cpu;
     let (vae, vae_tensors) = load_vae(&args.vae, &device)?;
-    let diffusion = checkpoint::latest(&args.diffusion)?.with_context(|| format!("no checkpoint in {}", args.diffusion.display()))?;
-    let diffusion_state: RunState = serde_json::from_slice(&std::fs::read(diffusion.join("state.json"))?)?;
+    let diffusion = checkpoint::latest(&args.diffusion)?
+        .with_context(|| format!("no checkpoint in {}", args.diffusion.display()))?;
+    let diffusion_state: RunState =
+        serde_json::from_slice(&std::fs::read(diffusion.join("state.json"))?)?;
     let scaling = measure_scaling(&vae, diffusion_state.seed, &device)?;
     let config = model_config(scaling);
     let mut tensors = checkpoint::load_tensors(&diffusion.join("ema.safetensors"), &device)?;
@@ -399,7 +457,10 @@ fn export(args: &ExportArgs) -> anyhow::Result<()> {
         .collect::<candle_core::Result<_>>()?;
     std::fs::create_dir_all(&args.out)?;
     candle_core::safetensors::save(&tensors, args.out.join("model.safetensors"))?;
-    std::fs::write(args.out.join("config.json"), serde_json::to_vec_pretty(&config)?)?;
+    std::fs::write(
+        args.out.join("config.json"),
+        serde_json::to_vec_pretty(&config)?,
+    )?;
     println!("wrote {} ({} tensors)", args.out.display(), tensors.len());
     Ok(())
 }

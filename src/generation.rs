@@ -135,19 +135,32 @@ pub fn generate(
         Some(output) => output_paths(output, request.count),
         None => {
             let extension = request.format.extension();
-            let paths: Vec<PathBuf> = serials.iter().map(|s| PathBuf::from(format!("mmgen-{s}.{extension}"))).collect();
+            let paths: Vec<PathBuf> = serials
+                .iter()
+                .map(|s| PathBuf::from(format!("mmgen-{s}.{extension}")))
+                .collect();
             check_free(&paths, request.overwrite)?;
             paths
         }
     };
-    let seeds: Vec<u64> = (0..request.count as u64).map(|i| first_seed.wrapping_add(i)).collect();
-    tracing::debug!(count = request.count, first_seed, steps = options.steps, guidance = options.guidance, "generating");
+    let seeds: Vec<u64> = (0..request.count as u64)
+        .map(|i| first_seed.wrapping_add(i))
+        .collect();
+    tracing::debug!(
+        count = request.count,
+        first_seed,
+        steps = options.steps,
+        guidance = options.guidance,
+        "generating"
+    );
 
     // 2. Sample the watermarked initial latents and denoise them as a batch.
     let latents = initial_latents(model, provenance.watermark, &serials, &seeds)?;
     let prompts = vec![request.prompt.as_str(); request.count];
     let total = options.steps;
-    let clean = model.sample(&latents, &prompts, &options, &mut |done| on_step(done, total))?;
+    let clean = model.sample(&latents, &prompts, &options, &mut |done| {
+        on_step(done, total)
+    })?;
     let images = model.decode_latents(&clean)?;
 
     // 3. Encode, sign, log and release each image in turn.
@@ -256,13 +269,22 @@ fn release(
 fn validate(request: &GenerationRequest, options: &SampleOptions) -> Result<(), GenerationError> {
     let invalid = |message: String| Err(GenerationError::InvalidRequest(message));
     if request.count == 0 || request.count > 64 {
-        return invalid(format!("count {} is out of range; use 1 to 64 images per run", request.count));
+        return invalid(format!(
+            "count {} is out of range; use 1 to 64 images per run",
+            request.count
+        ));
     }
     if options.steps == 0 || options.steps > 1000 {
-        return invalid(format!("steps {} is out of range; use 1 to 1000", options.steps));
+        return invalid(format!(
+            "steps {} is out of range; use 1 to 1000",
+            options.steps
+        ));
     }
     if !options.guidance.is_finite() || options.guidance < 0.0 || options.guidance > 50.0 {
-        return invalid(format!("guidance {} is out of range; use 0 to 50", options.guidance));
+        return invalid(format!(
+            "guidance {} is out of range; use 0 to 50",
+            options.guidance
+        ));
     }
     if let Some(output) = &request.output {
         if output.file_name().is_none() {
@@ -278,7 +300,10 @@ fn validate(request: &GenerationRequest, options: &SampleOptions) -> Result<(), 
     }
     if let Some(seed) = request.seed {
         if seed.checked_add(request.count as u64 - 1).is_none() {
-            return invalid(format!("seed {seed} leaves no room for {} consecutive seeds; use a smaller seed", request.count));
+            return invalid(format!(
+                "seed {seed} leaves no room for {} consecutive seeds; use a smaller seed",
+                request.count
+            ));
         }
     }
     Ok(())
@@ -295,7 +320,10 @@ fn check_free(paths: &[PathBuf], overwrite: bool) -> Result<(), GenerationError>
     for path in paths {
         let dir = parent_dir(path);
         if !dir.is_dir() {
-            return invalid(format!("the output directory {} does not exist; create it first", dir.display()));
+            return invalid(format!(
+                "the output directory {} does not exist; create it first",
+                dir.display()
+            ));
         }
         let Ok(metadata) = std::fs::symlink_metadata(path) else {
             continue;
@@ -327,20 +355,37 @@ pub fn output_paths(output: &Path, count: usize) -> Vec<PathBuf> {
     if count == 1 {
         return vec![output.to_path_buf()];
     }
-    let stem = output.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let extension = output.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
-    (1..=count).map(|i| output.with_file_name(format!("{stem}-{i}{extension}"))).collect()
+    let stem = output
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let extension = output
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    (1..=count)
+        .map(|i| output.with_file_name(format!("{stem}-{i}{extension}")))
+        .collect()
 }
 
-fn initial_latents(model: &Model, key: &WatermarkKey, serials: &[u64], seeds: &[u64]) -> Result<Tensor, EngineError> {
+fn initial_latents(
+    model: &Model,
+    key: &WatermarkKey,
+    serials: &[u64],
+    seeds: &[u64],
+) -> Result<Tensor, EngineError> {
     let (channels, height, width) = model.config().latent_shape();
     let len = channels * height * width;
     let mut values = Vec::with_capacity(serials.len() * len);
     for (&serial, &seed) in serials.iter().zip(seeds) {
         values.extend(watermark::initial_latent(key, serial, seed, len));
     }
-    Tensor::from_vec(values, (serials.len(), channels, height, width), model.device())
-        .map_err(|source| EngineError::candle("building initial latents", source))
+    Tensor::from_vec(
+        values,
+        (serials.len(), channels, height, width),
+        model.device(),
+    )
+    .map_err(|source| EngineError::candle("building initial latents", source))
 }
 
 /// Writes `bytes` to a temporary file in the destination's directory and
@@ -365,7 +410,9 @@ fn stage(path: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile, Generatio
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn random_seed() -> u64 {

@@ -15,7 +15,9 @@ pub enum HomeError {
     #[error("cannot find a data directory for mmgen; pass --home DIR or set MMGEN_HOME")]
     NoDataDir,
     /// The directory could not be created or its permissions set.
-    #[error("cannot create directory {path}: {source}; check that the parent exists and is writable, or pass another --home")]
+    #[error(
+        "cannot create directory {path}: {source}; check that the parent exists and is writable, or pass another --home"
+    )]
     Create {
         /// Directory that failed.
         path: PathBuf,
@@ -93,7 +95,9 @@ pub fn create_private_dir(path: &Path) -> Result<(), HomeError> {
         return Ok(());
     }
     if path.exists() {
-        return Err(err(std::io::Error::other("it exists and is not a directory")));
+        return Err(err(std::io::Error::other(
+            "it exists and is not a directory",
+        )));
     }
     fs::create_dir_all(path).map_err(err)?;
     #[cfg(unix)]

@@ -6,6 +6,7 @@
 //! those layers and the engine itself; `src/main.rs` is the command line.
 
 pub mod engine;
+pub mod eval;
 pub mod generation;
 pub mod home;
 pub mod keys;

@@ -8,7 +8,15 @@ use common::{Sandbox, json_lines, stderr, stdout, text};
 #[test]
 fn signed_generation_reports_every_layer() {
     let sandbox = Sandbox::new();
-    let output = sandbox.run_ok(&["generate", "a red circle above a blue square", "--sign", "-o", "out.png", "--seed", "7"]);
+    let output = sandbox.run_ok(&[
+        "generate",
+        "a red circle above a blue square",
+        "--sign",
+        "-o",
+        "out.png",
+        "--seed",
+        "7",
+    ]);
     let out = stdout(&output);
     assert!(sandbox.path("out.png").is_file(), "{}", text(&output));
     assert!(out.contains("wrote out.png"), "{out}");
@@ -24,7 +32,12 @@ fn first_generation_creates_private_keys() {
     let sandbox = Sandbox::new();
     sandbox.run_ok(&["generate", "a green star", "-o", "a.png", "--seed", "1"]);
     let keys = sandbox.home().join("keys");
-    for name in ["ca.key.pem", "signer.key.pem", "watermark.key", "checkpoint.key.pem"] {
+    for name in [
+        "ca.key.pem",
+        "signer.key.pem",
+        "watermark.key",
+        "checkpoint.key.pem",
+    ] {
         let path = keys.join(name);
         assert!(path.is_file(), "{} missing", path.display());
         #[cfg(unix)]
@@ -39,22 +52,48 @@ fn first_generation_creates_private_keys() {
 #[test]
 fn unsigned_generation_says_so() {
     let sandbox = Sandbox::new();
-    let output = sandbox.run_ok(&["generate", "a yellow triangle", "-o", "u.png", "--seed", "3"]);
+    let output = sandbox.run_ok(&[
+        "generate",
+        "a yellow triangle",
+        "-o",
+        "u.png",
+        "--seed",
+        "3",
+    ]);
     assert!(stdout(&output).contains("unsigned"), "{}", text(&output));
 }
 
 #[test]
 fn count_makes_distinct_serials_as_json() {
     let sandbox = Sandbox::new();
-    let output = sandbox.run_ok(&["generate", "a blue square", "-n", "3", "-o", "batch.png", "--seed", "5", "--json"]);
+    let output = sandbox.run_ok(&[
+        "generate",
+        "a blue square",
+        "-n",
+        "3",
+        "-o",
+        "batch.png",
+        "--seed",
+        "5",
+        "--json",
+    ]);
     let images: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("JSON summary");
     let images = images.as_array().expect("array of images");
     assert_eq!(images.len(), 3);
-    let serials: Vec<u64> = images.iter().map(|i| i["serial"].as_u64().unwrap()).collect();
+    let serials: Vec<u64> = images
+        .iter()
+        .map(|i| i["serial"].as_u64().unwrap())
+        .collect();
     assert_eq!(serials.len(), 3);
-    assert!(serials[0] < serials[1] && serials[1] < serials[2], "{serials:?}");
+    assert!(
+        serials[0] < serials[1] && serials[1] < serials[2],
+        "{serials:?}"
+    );
     for i in 1..=3 {
-        assert!(sandbox.path(&format!("batch-{i}.png")).is_file(), "batch-{i}.png missing");
+        assert!(
+            sandbox.path(&format!("batch-{i}.png")).is_file(),
+            "batch-{i}.png missing"
+        );
     }
     let seeds: Vec<u64> = images.iter().map(|i| i["seed"].as_u64().unwrap()).collect();
     assert_eq!(seeds, vec![5, 6, 7]);
@@ -67,13 +106,25 @@ fn existing_output_is_not_overwritten() {
     let output = sandbox.run(&["generate", "a red circle", "-o", "keep.png"]);
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
     assert!(stderr(&output).contains("--force"), "{}", text(&output));
-    assert_eq!(std::fs::read(sandbox.path("keep.png")).unwrap(), b"precious");
+    assert_eq!(
+        std::fs::read(sandbox.path("keep.png")).unwrap(),
+        b"precious"
+    );
 }
 
 #[test]
 fn every_output_has_a_ledger_record() {
     let sandbox = Sandbox::new();
-    sandbox.run_ok(&["generate", "a pink star", "-n", "2", "-o", "s.png", "--seed", "9"]);
+    sandbox.run_ok(&[
+        "generate",
+        "a pink star",
+        "-n",
+        "2",
+        "-o",
+        "s.png",
+        "--seed",
+        "9",
+    ]);
     let listed = sandbox.run_ok(&["ledger", "list", "--json"]);
     let records = json_lines(&listed);
     assert_eq!(records.len(), 2, "{}", text(&listed));

@@ -8,7 +8,16 @@ use common::{Sandbox, json_lines, stderr, stdout, text};
 #[test]
 fn list_show_and_verify_after_generation() {
     let sandbox = Sandbox::new();
-    sandbox.run_ok(&["generate", "a cyan circle", "-n", "2", "-o", "c.png", "--seed", "2"]);
+    sandbox.run_ok(&[
+        "generate",
+        "a cyan circle",
+        "-n",
+        "2",
+        "-o",
+        "c.png",
+        "--seed",
+        "2",
+    ]);
     let records = json_lines(&sandbox.run_ok(&["ledger", "list", "--json"]));
     assert_eq!(records.len(), 2);
     let serial = records[0]["serial"].as_u64().unwrap().to_string();
@@ -21,16 +30,35 @@ fn list_show_and_verify_after_generation() {
 #[test]
 fn edited_record_fails_verification() {
     let sandbox = Sandbox::new();
-    sandbox.run_ok(&["generate", "a cyan circle", "-n", "2", "-o", "c.png", "--seed", "2"]);
+    sandbox.run_ok(&[
+        "generate",
+        "a cyan circle",
+        "-n",
+        "2",
+        "-o",
+        "c.png",
+        "--seed",
+        "2",
+    ]);
     let db = rusqlite::Connection::open(sandbox.home().join("ledger.sqlite")).unwrap();
     // mmgen's triggers reject edits; someone with the file can drop them.
-    db.execute_batch("DROP TRIGGER records_reject_update").unwrap();
-    let changed = db.execute("UPDATE records SET prompt = 'something else' WHERE leaf_index = 1", []).unwrap();
+    db.execute_batch("DROP TRIGGER records_reject_update")
+        .unwrap();
+    let changed = db
+        .execute(
+            "UPDATE records SET prompt = 'something else' WHERE leaf_index = 1",
+            [],
+        )
+        .unwrap();
     assert_eq!(changed, 1);
     drop(db);
     let verified = sandbox.run(&["ledger", "verify"]);
     assert_eq!(verified.status.code(), Some(3), "{}", text(&verified));
-    assert!(stdout(&verified).contains("BROKEN at leaf 1"), "{}", text(&verified));
+    assert!(
+        stdout(&verified).contains("BROKEN at leaf 1"),
+        "{}",
+        text(&verified)
+    );
 }
 
 #[test]

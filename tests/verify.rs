@@ -9,7 +9,14 @@ use serde_json::Value;
 const SOURCE_TYPE: &str = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia";
 
 fn generate(sandbox: &Sandbox, name: &str, sign: bool) {
-    let mut args = vec!["generate", "a red circle above a blue square", "-o", name, "--seed", "11"];
+    let mut args = vec![
+        "generate",
+        "a red circle above a blue square",
+        "-o",
+        name,
+        "--seed",
+        "11",
+    ];
     if sign {
         args.push("--sign");
     }
@@ -33,12 +40,20 @@ fn generated_file_shows_all_three_layers() {
     assert_eq!(report["manifest"]["result"], "found");
     assert_eq!(report["manifest"]["state"], "valid");
     let actions = report["manifest"]["actions"].as_array().expect("actions");
-    assert!(actions.iter().any(|a| a["action"] == "c2pa.created" && a["digital_source_type"] == SOURCE_TYPE), "{actions:?}");
+    assert!(
+        actions
+            .iter()
+            .any(|a| a["action"] == "c2pa.created" && a["digital_source_type"] == SOURCE_TYPE),
+        "{actions:?}"
+    );
     assert_eq!(report["watermark"]["result"], "checked");
     assert_eq!(report["watermark"]["detected"], true, "{report:#}");
     assert!(report["watermark"]["p_value"].as_f64().unwrap() < 1e-6);
     assert_eq!(report["ledger"]["byte_identical"], true);
-    assert_eq!(report["ledger"]["record"]["serial"], report["watermark"]["payload"]["serial"]);
+    assert_eq!(
+        report["ledger"]["record"]["serial"],
+        report["watermark"]["payload"]["serial"]
+    );
 }
 
 #[test]
@@ -60,7 +75,9 @@ fn jpeg_reencode_still_traces() {
     generate(&sandbox, "out.png", true);
     let image = image::open(sandbox.path("out.png")).unwrap().to_rgb8();
     let mut jpeg = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 80).encode_image(&image).unwrap();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 80)
+        .encode_image(&image)
+        .unwrap();
     std::fs::write(sandbox.path("out.jpg"), &jpeg).unwrap();
 
     let (code, report) = verify_json(&sandbox, "out.jpg");
@@ -117,7 +134,12 @@ fn flip_one_pixel(signed: &[u8]) -> Vec<u8> {
     let mut image = image::load_from_memory(signed).unwrap().to_rgb8();
     image.get_pixel_mut(5, 5).0[0] ^= 0x01;
     let mut reencoded = Vec::new();
-    image.write_to(&mut std::io::Cursor::new(&mut reencoded), image::ImageFormat::Png).unwrap();
+    image
+        .write_to(
+            &mut std::io::Cursor::new(&mut reencoded),
+            image::ImageFormat::Png,
+        )
+        .unwrap();
     let new_data: Vec<Vec<u8>> = png_chunks(&reencoded)
         .into_iter()
         .filter(|(kind, _)| kind == b"IDAT")
@@ -141,7 +163,10 @@ fn flipped_pixel_breaks_the_data_hash() {
     let sandbox = Sandbox::new();
     generate(&sandbox, "out.png", true);
     let signed = std::fs::read(sandbox.path("out.png")).unwrap();
-    assert!(png_chunks(&signed).iter().any(|(kind, _)| kind == b"caBX"), "no C2PA chunk in the signed PNG");
+    assert!(
+        png_chunks(&signed).iter().any(|(kind, _)| kind == b"caBX"),
+        "no C2PA chunk in the signed PNG"
+    );
     std::fs::write(sandbox.path("flipped.png"), flip_one_pixel(&signed)).unwrap();
 
     let (code, report) = verify_json(&sandbox, "flipped.png");

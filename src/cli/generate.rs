@@ -101,10 +101,16 @@ pub fn run(args: GenerateArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     warn_unknown_words(&model, &args);
 
     let bar = progress_bar(args.json);
-    let images = generation::generate(&model, &mut ledger, &provenance, &request, &mut |done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-    })?;
+    let images = generation::generate(
+        &model,
+        &mut ledger,
+        &provenance,
+        &request,
+        &mut |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        },
+    )?;
     bar.finish_and_clear();
 
     if args.json {
@@ -124,7 +130,9 @@ pub fn run(args: GenerateArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
             ctx.home.keys_dir().display()
         )?;
     } else {
-        outln!("unsigned: watermarked and logged, but no C2PA manifest; pass --sign to add Content Credentials")?;
+        outln!(
+            "unsigned: watermarked and logged, but no C2PA manifest; pass --sign to add Content Credentials"
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -142,8 +150,13 @@ fn progress_bar(hidden: bool) -> ProgressBar {
 
 /// The format named by `--format`, else by the output's extension, else
 /// PNG. A `--format` that contradicts the extension is an error.
-fn output_format(explicit: Option<FormatArg>, output: Option<&Path>) -> anyhow::Result<MediaFormat> {
-    let extension = output.and_then(|p| p.extension()).map(|e| e.to_string_lossy().to_lowercase());
+fn output_format(
+    explicit: Option<FormatArg>,
+    output: Option<&Path>,
+) -> anyhow::Result<MediaFormat> {
+    let extension = output
+        .and_then(|p| p.extension())
+        .map(|e| e.to_string_lossy().to_lowercase());
     let from_extension = match extension.as_deref() {
         Some("png") => Some(MediaFormat::Png),
         Some("jpg" | "jpeg") => Some(MediaFormat::Jpeg),
@@ -170,10 +183,24 @@ fn warn_unknown_words(model: &mmgen::engine::Model, args: &GenerateArgs) {
         return;
     }
     if args.redact_prompt {
-        eprintln!("mmgen: warning: {} words of the prompt are unknown to the model and ignored", unknown.len());
+        eprintln!(
+            "mmgen: warning: {} words of the prompt are unknown to the model and ignored",
+            unknown.len()
+        );
         return;
     }
-    let shown: Vec<String> = unknown.iter().take(5).map(|w| format!("{:?}", super::printable(w))).collect();
-    let more = if unknown.len() > 5 { format!(" and {} more", unknown.len() - 5) } else { String::new() };
-    eprintln!("mmgen: warning: the model does not know {}{more}; unknown words are ignored", shown.join(", "));
+    let shown: Vec<String> = unknown
+        .iter()
+        .take(5)
+        .map(|w| format!("{:?}", super::printable(w)))
+        .collect();
+    let more = if unknown.len() > 5 {
+        format!(" and {} more", unknown.len() - 5)
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "mmgen: warning: the model does not know {}{more}; unknown words are ignored",
+        shown.join(", ")
+    );
 }

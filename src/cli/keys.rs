@@ -55,7 +55,10 @@ fn show(ctx: &Context, json: bool) -> anyhow::Result<ExitCode> {
     }
     if let Some(fields) = value.as_object() {
         for (name, field) in fields {
-            let text = field.as_str().map(str::to_string).unwrap_or_else(|| field.to_string());
+            let text = field
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| field.to_string());
             outln!("{:<22} {text}", name.replace('_', " "))?;
         }
     }

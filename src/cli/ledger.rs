@@ -40,15 +40,25 @@ pub enum LedgerCommand {
 }
 
 fn parse_time(text: &str) -> Result<OffsetDateTime, String> {
-    OffsetDateTime::parse(text, &Rfc3339)
-        .map_err(|e| format!("invalid time {text:?} ({e}); use RFC 3339, for example 2026-12-01T00:00:00Z"))
+    OffsetDateTime::parse(text, &Rfc3339).map_err(|e| {
+        format!("invalid time {text:?} ({e}); use RFC 3339, for example 2026-12-01T00:00:00Z")
+    })
 }
 
 pub fn run(command: LedgerCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
     match command {
-        LedgerCommand::List { since, until, limit, json } => {
+        LedgerCommand::List {
+            since,
+            until,
+            limit,
+            json,
+        } => {
             let ledger = ctx.open_existing_ledger()?;
-            let records = ledger.list(&ListFilter { since, until, limit })?;
+            let records = ledger.list(&ListFilter {
+                since,
+                until,
+                limit,
+            })?;
             for record in &records {
                 if json {
                     outln!("{}", serde_json::to_string(record)?)?;
@@ -64,7 +74,9 @@ pub fn run(command: LedgerCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
         LedgerCommand::Show { serial, json } => {
             let ledger = ctx.open_existing_ledger()?;
             let Some(record) = ledger.get(serial)? else {
-                anyhow::bail!("no record with serial {serial}; `mmgen ledger list` shows the serials");
+                anyhow::bail!(
+                    "no record with serial {serial}; `mmgen ledger list` shows the serials"
+                );
             };
             if json {
                 outln!("{}", serde_json::to_string_pretty(&record)?)?;
@@ -77,7 +89,11 @@ pub fn run(command: LedgerCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
             let ledger = ctx.open_existing_ledger()?;
             let report = ledger.verify_chain()?;
             print_chain_report(&report)?;
-            Ok(if report.is_intact() { ExitCode::SUCCESS } else { ExitCode::from(3) })
+            Ok(if report.is_intact() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            })
         }
     }
 }
@@ -99,15 +115,25 @@ fn print_record(record: &Record) -> std::io::Result<()> {
     outln!("leaf index       {}", record.leaf_index)?;
     outln!("created          {}", super::time_text(&record.created_at))?;
     let model = super::printable(&record.model_name);
-    outln!("model            {model} (weights sha256 {})", hex(&record.weights_sha256))?;
-    outln!("prompt           {}", super::printable(record.prompt.as_deref().unwrap_or("(redacted)")))?;
+    outln!(
+        "model            {model} (weights sha256 {})",
+        hex(&record.weights_sha256)
+    )?;
+    outln!(
+        "prompt           {}",
+        super::printable(record.prompt.as_deref().unwrap_or("(redacted)"))
+    )?;
     outln!("prompt sha256    {}", hex(&record.prompt_sha256))?;
     outln!("seed             {}", record.seed)?;
     outln!("steps            {}", record.steps)?;
     outln!("guidance         {}", record.guidance)?;
     outln!("size             {}x{}", record.width, record.height)?;
     outln!("watermark        {}", record.watermark_payload)?;
-    outln!("output           {} sha256 {}", record.output_mime, hex(&record.output_sha256))?;
+    outln!(
+        "output           {} sha256 {}",
+        record.output_mime,
+        hex(&record.output_sha256)
+    )?;
     outln!("manifest         {} bytes", record.manifest.len())?;
     outln!("record hash      {}", hex(&record.record_hash))?;
     outln!("previous hash    {}", hex(&record.prev_hash))?;
@@ -117,16 +143,26 @@ fn print_record(record: &Record) -> std::io::Result<()> {
 fn print_chain_report(report: &ChainReport) -> std::io::Result<()> {
     let Some(fault) = &report.first_fault else {
         let head = report.head_hash.as_deref().unwrap_or("(empty ledger)");
-        outln!("ledger intact: {} records, head hash {head}", report.verified)?;
+        outln!(
+            "ledger intact: {} records, head hash {head}",
+            report.verified
+        )?;
         return Ok(());
     };
-    let serial = fault.serial.map(|s| format!(" (serial {s})")).unwrap_or_default();
+    let serial = fault
+        .serial
+        .map(|s| format!(" (serial {s})"))
+        .unwrap_or_default();
     let problem = match &fault.problem {
         ChainProblem::HashMismatch { stored, computed } => {
-            format!("its fields do not hash to the stored record hash (stored {stored}, computed {computed})")
+            format!(
+                "its fields do not hash to the stored record hash (stored {stored}, computed {computed})"
+            )
         }
         ChainProblem::PrevHashMismatch { stored, expected } => {
-            format!("it does not link to the previous record (stored {stored}, expected {expected})")
+            format!(
+                "it does not link to the previous record (stored {stored}, expected {expected})"
+            )
         }
         ChainProblem::MissingLeaf { next_stored } => {
             format!("the record is missing; the next stored record is at leaf {next_stored}")
@@ -135,7 +171,8 @@ fn print_chain_report(report: &ChainReport) -> std::io::Result<()> {
     };
     outln!(
         "ledger BROKEN at leaf {}{serial}: {problem}; {} records before it verified",
-        fault.leaf_index, report.verified
+        fault.leaf_index,
+        report.verified
     )?;
     Ok(())
 }

@@ -228,7 +228,13 @@ pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
     }
     let escaped = text
         .chars()
-        .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
         .collect();
     std::borrow::Cow::Owned(escaped)
 }

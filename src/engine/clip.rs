@@ -82,7 +82,11 @@ impl EncoderLayer {
 
     fn forward(&self, xs: &Tensor, mask: &Tensor) -> Result<Tensor> {
         let h = self.layer_norm1.forward(xs)?;
-        let (q, k, v) = (self.q_proj.forward(&h)?, self.k_proj.forward(&h)?, self.v_proj.forward(&h)?);
+        let (q, k, v) = (
+            self.q_proj.forward(&h)?,
+            self.k_proj.forward(&h)?,
+            self.v_proj.forward(&h)?,
+        );
         let attended = nn::attention(&q, &k, &v, self.heads, Some(mask))?;
         let xs = (xs + self.out_proj.forward(&attended)?)?;
         let h = self.layer_norm2.forward(&xs)?;
@@ -112,12 +116,16 @@ impl TextEncoder {
             mean: 0.0,
             stdev: 0.02,
         };
-        let token_weight = emb
-            .pp("token_embedding")
-            .get_with_hints((cfg.vocab_size, cfg.hidden_size), "weight", init)?;
-        let position_embedding = emb
-            .pp("position_embedding")
-            .get_with_hints((cfg.max_position_embeddings, cfg.hidden_size), "weight", init)?;
+        let token_weight = emb.pp("token_embedding").get_with_hints(
+            (cfg.vocab_size, cfg.hidden_size),
+            "weight",
+            init,
+        )?;
+        let position_embedding = emb.pp("position_embedding").get_with_hints(
+            (cfg.max_position_embeddings, cfg.hidden_size),
+            "weight",
+            init,
+        )?;
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| EncoderLayer::new(cfg, vb.pp("encoder.layers").pp(i)))
             .collect::<Result<Vec<_>>>()?;
@@ -125,7 +133,11 @@ impl TextEncoder {
             token_embedding: Embedding::new(token_weight, cfg.hidden_size),
             position_embedding,
             layers,
-            final_layer_norm: LayerNorm::new(cfg.hidden_size, cfg.layer_norm_eps, vb.pp("final_layer_norm"))?,
+            final_layer_norm: LayerNorm::new(
+                cfg.hidden_size,
+                cfg.layer_norm_eps,
+                vb.pp("final_layer_norm"),
+            )?,
             config: cfg.clone(),
         })
     }
@@ -139,7 +151,10 @@ impl TextEncoder {
     pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
         let (batch, len) = ids.dims2()?;
         let positions = self.position_embedding.narrow(0, 0, len)?;
-        let mut xs = self.token_embedding.forward(ids)?.broadcast_add(&positions)?;
+        let mut xs = self
+            .token_embedding
+            .forward(ids)?
+            .broadcast_add(&positions)?;
         let mask = self.attention_bias(ids, batch, len)?;
         for layer in &self.layers {
             xs = layer.forward(&xs, &mask)?;
@@ -160,7 +175,13 @@ impl TextEncoder {
         for row in &ids {
             let keys: Vec<f32> = row
                 .iter()
-                .map(|&id| if id == super::tokenizer::PAD { -1e4 } else { 0.0 })
+                .map(|&id| {
+                    if id == super::tokenizer::PAD {
+                        -1e4
+                    } else {
+                        0.0
+                    }
+                })
                 .collect();
             for _ in 0..heads {
                 bias.extend_from_slice(&keys);
@@ -204,7 +225,14 @@ mod tests {
         let b = Tensor::new(&[[1u32, 5, 6, 2, 0, 0]], &Device::Cpu).unwrap();
         let out_a = encoder.forward(&a).unwrap().narrow(1, 0, 4).unwrap();
         let out_b = encoder.forward(&b).unwrap().narrow(1, 0, 4).unwrap();
-        let diff: f32 = (out_a - out_b).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+        let diff: f32 = (out_a - out_b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
         assert!(diff < 1e-4, "padding leaked into content tokens: {diff}");
     }
 

@@ -22,7 +22,10 @@ pub struct Ddim<'a> {
 impl<'a> Ddim<'a> {
     /// Update rules over `schedule` for a UNet that predicts `prediction`.
     pub fn new(schedule: &'a NoiseSchedule, prediction: PredictionType) -> Self {
-        Self { schedule, prediction }
+        Self {
+            schedule,
+            prediction,
+        }
     }
 
     /// alpha_bar at `t`, or 1 for the clean end of the chain.
@@ -49,7 +52,13 @@ impl<'a> Ddim<'a> {
 
     /// Moves from timestep `t` to `t_prev` (`None`: the clean latent) given
     /// the UNet output at `(x_t, t)`.
-    pub fn step(&self, x_t: &Tensor, output: &Tensor, t: usize, t_prev: Option<usize>) -> Result<Tensor> {
+    pub fn step(
+        &self,
+        x_t: &Tensor,
+        output: &Tensor,
+        t: usize,
+        t_prev: Option<usize>,
+    ) -> Result<Tensor> {
         let (eps, x0) = self.split(x_t, output, self.alpha_bar(Some(t)))?;
         self.combine(&eps, &x0, self.alpha_bar(t_prev))
     }
@@ -88,7 +97,14 @@ mod tests {
     }
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap()
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap()
     }
 
     #[test]
@@ -127,7 +143,9 @@ mod tests {
         let x_t = tensor(&[0.5, 0.1, -0.3]);
         let x_prev = ddim.step(&x_t, &eps, 800, Some(400)).unwrap();
         let a_prev = schedule.alpha_bar(400);
-        let back = ddim.invert_step(&x_prev, a_prev, &x_prev, &eps, 800).unwrap();
+        let back = ddim
+            .invert_step(&x_prev, a_prev, &x_prev, &eps, 800)
+            .unwrap();
         assert!(max_diff(&back, &x_t) < 1e-5);
     }
 }

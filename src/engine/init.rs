@@ -23,17 +23,30 @@ pub struct SeededInit {
 impl SeededInit {
     /// A builder whose new variables are stored in `map`.
     pub fn var_builder(map: &VarMap, seed: u64, device: &Device) -> VarBuilder<'static> {
-        let backend = Self { map: map.clone(), seed };
+        let backend = Self {
+            map: map.clone(),
+            seed,
+        };
         VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone())
     }
 
-    fn initial_value(&self, shape: &Shape, name: &str, init: Init, device: &Device) -> Result<Tensor> {
+    fn initial_value(
+        &self,
+        shape: &Shape,
+        name: &str,
+        init: Init,
+        device: &Device,
+    ) -> Result<Tensor> {
         let count = shape.elem_count();
         let values: Vec<f32> = match init {
             Init::Const(value) => vec![value as f32; count],
             Init::Randn { mean, stdev } => self.normals(name, count, mean, stdev),
             Init::Uniform { lo, up } => self.uniforms(name, count, lo, up),
-            Init::Kaiming { dist, fan, non_linearity } => {
+            Init::Kaiming {
+                dist,
+                fan,
+                non_linearity,
+            } => {
                 let fan = fan.for_shape(shape);
                 let std = non_linearity.gain() / (fan.max(1) as f64).sqrt();
                 match dist {
@@ -57,25 +70,42 @@ impl SeededInit {
 
     fn normals(&self, name: &str, count: usize, mean: f64, std: f64) -> Vec<f32> {
         let mut stream = self.stream(name);
-        (0..count).map(|_| (mean + std * stream.next_normal()) as f32).collect()
+        (0..count)
+            .map(|_| (mean + std * stream.next_normal()) as f32)
+            .collect()
     }
 
     fn uniforms(&self, name: &str, count: usize, lo: f64, up: f64) -> Vec<f32> {
         let mut stream = self.stream(name);
-        (0..count).map(|_| (lo + (up - lo) * stream.next_uniform()) as f32).collect()
+        (0..count)
+            .map(|_| (lo + (up - lo) * stream.next_uniform()) as f32)
+            .collect()
     }
 }
 
 impl candle_nn::var_builder::SimpleBackend for SeededInit {
-    fn get(&self, shape: Shape, name: &str, init: Init, dtype: DType, device: &Device) -> Result<Tensor> {
-        let mut data = self.map.data().lock().map_err(|_| candle_core::Error::Msg("var map lock poisoned".into()))?;
+    fn get(
+        &self,
+        shape: Shape,
+        name: &str,
+        init: Init,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
+        let mut data = self
+            .map
+            .data()
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("var map lock poisoned".into()))?;
         if let Some(var) = data.get(name) {
             if var.shape() != &shape {
                 candle_core::bail!("shape mismatch on {name}: {shape:?} <> {:?}", var.shape())
             }
             return Ok(var.as_tensor().clone());
         }
-        let value = self.initial_value(&shape, name, init, device)?.to_dtype(dtype)?;
+        let value = self
+            .initial_value(&shape, name, init, device)?
+            .to_dtype(dtype)?;
         let var = Var::from_tensor(&value)?;
         let tensor = var.as_tensor().clone();
         data.insert(name.to_string(), var);
@@ -83,7 +113,11 @@ impl candle_nn::var_builder::SimpleBackend for SeededInit {
     }
 
     fn get_unchecked(&self, name: &str, _dtype: DType, _device: &Device) -> Result<Tensor> {
-        let data = self.map.data().lock().map_err(|_| candle_core::Error::Msg("var map lock poisoned".into()))?;
+        let data = self
+            .map
+            .data()
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("var map lock poisoned".into()))?;
         match data.get(name) {
             Some(var) => Ok(var.as_tensor().clone()),
             None => candle_core::bail!("cannot find {name} in the var map"),
@@ -91,7 +125,11 @@ impl candle_nn::var_builder::SimpleBackend for SeededInit {
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
-        self.map.data().lock().map(|data| data.contains_key(name)).unwrap_or(false)
+        self.map
+            .data()
+            .lock()
+            .map(|data| data.contains_key(name))
+            .unwrap_or(false)
     }
 }
 

@@ -50,7 +50,9 @@ pub enum EngineError {
     #[error("invalid model setup: {0}")]
     InvalidConfig(String),
     /// An image does not have the size the model works at.
-    #[error("image is {width}x{height} but the model works at {expected}x{expected}; resize it first")]
+    #[error(
+        "image is {width}x{height} but the model works at {expected}x{expected}; resize it first"
+    )]
     ImageSize {
         /// Width of the image.
         width: u32,

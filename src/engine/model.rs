@@ -77,7 +77,11 @@ pub struct Model {
 impl Model {
     /// Loads a model from its configuration and safetensors bytes. The
     /// weights' SHA-256 is taken over exactly these bytes.
-    pub fn from_bytes(config: ModelConfig, weights: Vec<u8>, device: &Device) -> Result<Self, EngineError> {
+    pub fn from_bytes(
+        config: ModelConfig,
+        weights: Vec<u8>,
+        device: &Device,
+    ) -> Result<Self, EngineError> {
         let weights_sha256: [u8; 32] = Sha256::digest(&weights).into();
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, device)
             .map_err(|source| EngineError::candle("reading the model weights", source))?;
@@ -94,10 +98,11 @@ impl Model {
             path: config_path.clone(),
             source,
         })?;
-        let config = serde_json::from_slice(&config_bytes).map_err(|source| EngineError::Config {
-            path: config_path.display().to_string(),
-            source,
-        })?;
+        let config =
+            serde_json::from_slice(&config_bytes).map_err(|source| EngineError::Config {
+                path: config_path.display().to_string(),
+                source,
+            })?;
         let weights = std::fs::read(&weights_path).map_err(|source| EngineError::Io {
             path: weights_path,
             source,
@@ -107,7 +112,11 @@ impl Model {
 
     /// Builds a model from any variable source (a training `VarMap`, for
     /// instance). Its weights hash is zero until saved and reloaded.
-    pub fn from_var_builder(config: ModelConfig, vb: VarBuilder, device: &Device) -> Result<Self, EngineError> {
+    pub fn from_var_builder(
+        config: ModelConfig,
+        vb: VarBuilder,
+        device: &Device,
+    ) -> Result<Self, EngineError> {
         let tokenizer = config.tokenizer();
         if tokenizer.vocab_size() > config.text_encoder.vocab_size {
             return Err(EngineError::InvalidConfig(format!(
@@ -117,9 +126,11 @@ impl Model {
             )));
         }
         let build = |what: &'static str| move |source| EngineError::candle(what, source);
-        let text_encoder = TextEncoder::new(&config.text_encoder, vb.clone()).map_err(build("loading the text encoder"))?;
+        let text_encoder = TextEncoder::new(&config.text_encoder, vb.clone())
+            .map_err(build("loading the text encoder"))?;
         let unet = UNet::new(&config.unet, vb.pp("unet")).map_err(build("loading the UNet"))?;
-        let vae = AutoEncoderKl::new(&config.vae, vb.pp("vae")).map_err(build("loading the VAE"))?;
+        let vae =
+            AutoEncoderKl::new(&config.vae, vb.pp("vae")).map_err(build("loading the VAE"))?;
         Ok(Self {
             schedule: NoiseSchedule::cosine(config.train_steps),
             tokenizer,
@@ -153,10 +164,19 @@ impl Model {
     }
 
     /// Tokenizes and encodes prompts to `(batch, len, hidden)`.
-    pub fn encode_prompts<S: AsRef<str>>(&self, prompts: &[S]) -> Result<(Tensor, Vec<Encoding>), EngineError> {
-        let encodings: Vec<Encoding> = prompts.iter().map(|p| self.tokenizer.encode(p.as_ref())).collect();
+    pub fn encode_prompts<S: AsRef<str>>(
+        &self,
+        prompts: &[S],
+    ) -> Result<(Tensor, Vec<Encoding>), EngineError> {
+        let encodings: Vec<Encoding> = prompts
+            .iter()
+            .map(|p| self.tokenizer.encode(p.as_ref()))
+            .collect();
         let len = self.tokenizer.max_len();
-        let ids: Vec<u32> = encodings.iter().flat_map(|e| e.ids.iter().copied()).collect();
+        let ids: Vec<u32> = encodings
+            .iter()
+            .flat_map(|e| e.ids.iter().copied())
+            .collect();
         let ids = Tensor::from_vec(ids, (prompts.len(), len), &self.device)
             .map_err(|source| EngineError::candle("building token ids", source))?;
         let hidden = self
@@ -174,7 +194,8 @@ impl Model {
             .vae
             .encode(&pixels)
             .map_err(|source| EngineError::candle("running the VAE encoder", source))?;
-        (posterior.mean * self.config.vae.scaling_factor).map_err(|source| EngineError::candle("scaling latents", source))
+        (posterior.mean * self.config.vae.scaling_factor)
+            .map_err(|source| EngineError::candle("scaling latents", source))
     }
 
     /// Decodes scaled latents to images.
@@ -191,7 +212,11 @@ impl Model {
 
 /// Converts same-sized RGB images to a `(batch, 3, size, size)` tensor in
 /// [-1, 1].
-pub fn images_to_tensor(images: &[RgbImage], size: usize, device: &Device) -> Result<Tensor, EngineError> {
+pub fn images_to_tensor(
+    images: &[RgbImage],
+    size: usize,
+    device: &Device,
+) -> Result<Tensor, EngineError> {
     let mut data = Vec::with_capacity(images.len() * 3 * size * size);
     for image in images {
         if image.width() as usize != size || image.height() as usize != size {
@@ -214,14 +239,21 @@ pub fn images_to_tensor(images: &[RgbImage], size: usize, device: &Device) -> Re
 pub fn tensor_to_images(pixels: &Tensor) -> Result<Vec<RgbImage>, EngineError> {
     let err = |source| EngineError::candle("reading decoded pixels", source);
     let (batch, _, height, width) = pixels.dims4().map_err(err)?;
-    let values = pixels.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(err)?;
+    let values = pixels
+        .flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .map_err(err)?;
     let plane = height * width;
     let images = (0..batch)
         .map(|b| {
             let base = b * 3 * plane;
             RgbImage::from_fn(width as u32, height as u32, |x, y| {
                 let i = y as usize * width + x as usize;
-                let level = |c: usize| ((values[base + c * plane + i] + 1.0) * 127.5).round().clamp(0.0, 255.0) as u8;
+                let level = |c: usize| {
+                    ((values[base + c * plane + i] + 1.0) * 127.5)
+                        .round()
+                        .clamp(0.0, 255.0) as u8
+                };
                 image::Rgb([level(0), level(1), level(2)])
             })
         })

@@ -89,7 +89,12 @@ impl Module for LayerNorm {
 }
 
 /// A linear layer with the given bias setting.
-pub fn linear(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Result<candle_nn::Linear> {
+pub fn linear(
+    in_dim: usize,
+    out_dim: usize,
+    bias: bool,
+    vb: VarBuilder,
+) -> Result<candle_nn::Linear> {
     if bias {
         candle_nn::linear(in_dim, out_dim, vb)
     } else {
@@ -137,7 +142,14 @@ pub fn conv2d(
         candle_nn::init::DEFAULT_KAIMING_NORMAL,
     )?;
     let bound = 1.0 / ((in_channels * kernel * kernel) as f64).sqrt();
-    let bias = vb.get_with_hints(out_channels, "bias", candle_nn::Init::Uniform { lo: -bound, up: bound })?;
+    let bias = vb.get_with_hints(
+        out_channels,
+        "bias",
+        candle_nn::Init::Uniform {
+            lo: -bound,
+            up: bound,
+        },
+    )?;
     Ok(Conv2d {
         weight,
         bias: Some(bias),
@@ -174,7 +186,13 @@ pub fn softmax_last(xs: &Tensor) -> Result<Tensor> {
 /// `q`: `(batch, q_len, heads * head_dim)`, `k` and `v`:
 /// `(batch, kv_len, heads * head_dim)`; `bias`, when given, is added to
 /// the scores and broadcasts to `(batch * heads, q_len, kv_len)`.
-pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, bias: Option<&Tensor>) -> Result<Tensor> {
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    heads: usize,
+    bias: Option<&Tensor>,
+) -> Result<Tensor> {
     let (batch, q_len, inner) = q.dims3()?;
     let kv_len = k.dim(1)?;
     let head_dim = inner / heads;
@@ -206,7 +224,9 @@ mod tests {
 
     fn ramp(shape: &[usize]) -> Tensor {
         let n: usize = shape.iter().product();
-        let data: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+        let data: Vec<f32> = (0..n)
+            .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+            .collect();
         Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
     }
 
@@ -216,8 +236,22 @@ mod tests {
         let norm = GroupNorm::new(2, 4, 1e-5, vb).unwrap();
         let out = norm.forward(&ramp(&[2, 4, 3, 3])).unwrap();
         let grouped = out.reshape((2, 2, 18)).unwrap();
-        let mean = grouped.mean_keepdim(2).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let var = grouped.sqr().unwrap().mean_keepdim(2).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let mean = grouped
+            .mean_keepdim(2)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let var = grouped
+            .sqr()
+            .unwrap()
+            .mean_keepdim(2)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         for m in mean {
             assert!(m.abs() < 1e-5, "mean {m}");
         }
@@ -232,7 +266,9 @@ mod tests {
         let x = x.to_dtype(DType::F64).unwrap();
         let var = Var::from_tensor(&x).unwrap();
         let grads = f(var.as_tensor()).backward().unwrap();
-        let grad = grads.get(var.as_tensor()).expect("gradient reaches the input");
+        let grad = grads
+            .get(var.as_tensor())
+            .expect("gradient reaches the input");
         let grad = grad.flatten_all().unwrap().to_vec1::<f64>().unwrap();
         let values = x.flatten_all().unwrap().to_vec1::<f64>().unwrap();
         let h = 1e-5;
@@ -247,7 +283,11 @@ mod tests {
             };
             let numeric = (eval(plus) - eval(minus)) / (2.0 * h);
             let tolerance = 1e-6 + 1e-4 * numeric.abs();
-            assert!((grad[i] - numeric).abs() < tolerance, "element {i}: autograd {} vs numeric {numeric}", grad[i]);
+            assert!(
+                (grad[i] - numeric).abs() < tolerance,
+                "element {i}: autograd {} vs numeric {numeric}",
+                grad[i]
+            );
         }
     }
 
@@ -258,24 +298,53 @@ mod tests {
     #[test]
     fn group_norm_gradient_matches_finite_differences() {
         let norm = GroupNorm::new(2, 4, 1e-5, f64_builder()).unwrap();
-        let weights = ramp(&[2, 4, 3, 3]).to_dtype(DType::F64).unwrap().sin().unwrap();
+        let weights = ramp(&[2, 4, 3, 3])
+            .to_dtype(DType::F64)
+            .unwrap()
+            .sin()
+            .unwrap();
         let x = ramp(&[2, 4, 3, 3]);
-        check_gradient(|x| (norm.forward(x).unwrap() * &weights).unwrap().sum_all().unwrap(), &x);
+        check_gradient(
+            |x| {
+                (norm.forward(x).unwrap() * &weights)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+            },
+            &x,
+        );
     }
 
     #[test]
     fn layer_norm_gradient_matches_finite_differences() {
         let norm = LayerNorm::new(5, 1e-5, f64_builder()).unwrap();
         let weights = ramp(&[3, 5]).to_dtype(DType::F64).unwrap().cos().unwrap();
-        check_gradient(|x| (norm.forward(x).unwrap() * &weights).unwrap().sum_all().unwrap(), &ramp(&[3, 5]));
+        check_gradient(
+            |x| {
+                (norm.forward(x).unwrap() * &weights)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+            },
+            &ramp(&[3, 5]),
+        );
     }
 
     #[test]
     fn attention_gradient_matches_finite_differences() {
         let k = ramp(&[1, 5, 4]).to_dtype(DType::F64).unwrap();
         let v = k.cos().unwrap();
-        let weights = ramp(&[1, 3, 4]).to_dtype(DType::F64).unwrap().sin().unwrap();
-        let loss = |q: &Tensor| (attention(q, &k, &v, 2, None).unwrap() * &weights).unwrap().sum_all().unwrap();
+        let weights = ramp(&[1, 3, 4])
+            .to_dtype(DType::F64)
+            .unwrap()
+            .sin()
+            .unwrap();
+        let loss = |q: &Tensor| {
+            (attention(q, &k, &v, 2, None).unwrap() * &weights)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+        };
         check_gradient(loss, &ramp(&[1, 3, 4]));
     }
 

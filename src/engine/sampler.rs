@@ -1,7 +1,7 @@
 //! Text-to-latent sampling with classifier-free guidance, and the DDIM
 //! inversion that watermark detection runs on suspect images.
 
-use candle_core::{Tensor, D};
+use candle_core::{D, Tensor};
 
 use super::EngineError;
 use super::ddim::Ddim;
@@ -39,7 +39,10 @@ impl Model {
         let err = |source| EngineError::candle("sampling", source);
         let batch = noise.dim(0).map_err(err)?;
         if batch != prompts.len() {
-            return Err(EngineError::InvalidConfig(format!("{batch} latents but {} prompts", prompts.len())));
+            return Err(EngineError::InvalidConfig(format!(
+                "{batch} latents but {} prompts",
+                prompts.len()
+            )));
         }
         let guided = options.guidance != 1.0;
         let (cond, _) = self.encode_prompts(prompts)?;
@@ -58,11 +61,14 @@ impl Model {
                 let out = self.unet_at(&input, t, &context)?;
                 let uncond = out.narrow(0, 0, batch).map_err(err)?;
                 let cond = out.narrow(0, batch, batch).map_err(err)?;
-                (&uncond + ((cond - &uncond).map_err(err)? * options.guidance).map_err(err)?).map_err(err)?
+                (&uncond + ((cond - &uncond).map_err(err)? * options.guidance).map_err(err)?)
+                    .map_err(err)?
             } else {
                 self.unet_at(&x, t, &context)?
             };
-            x = ddim.step(&x, &output, t, timesteps.get(i + 1).copied()).map_err(err)?;
+            x = ddim
+                .step(&x, &output, t, timesteps.get(i + 1).copied())
+                .map_err(err)?;
             tracing::trace!(step = i + 1, timestep = t, "ddim step");
             on_step(i + 1);
         }
@@ -71,7 +77,11 @@ impl Model {
 
     /// Estimates the initial noise that produced clean scaled `latents`, by
     /// DDIM inversion with the empty prompt and no guidance.
-    pub fn invert(&self, latents: &Tensor, options: &InversionOptions) -> Result<Tensor, EngineError> {
+    pub fn invert(
+        &self,
+        latents: &Tensor,
+        options: &InversionOptions,
+    ) -> Result<Tensor, EngineError> {
         let err = |source| EngineError::candle("inverting", source);
         let batch = latents.dim(0).map_err(err)?;
         let (context, _) = self.encode_prompts(&vec![""; batch])?;
@@ -82,10 +92,14 @@ impl Model {
         let mut alpha_below = 1.0;
         for &t in &timesteps {
             let output = self.unet_at(&x, t, &context)?;
-            let mut estimate = ddim.invert_step(&x, alpha_below, &x, &output, t).map_err(err)?;
+            let mut estimate = ddim
+                .invert_step(&x, alpha_below, &x, &output, t)
+                .map_err(err)?;
             for _ in 0..options.refinements {
                 let output = self.unet_at(&estimate, t, &context)?;
-                estimate = ddim.invert_step(&x, alpha_below, &estimate, &output, t).map_err(err)?;
+                estimate = ddim
+                    .invert_step(&x, alpha_below, &estimate, &output, t)
+                    .map_err(err)?;
             }
             x = estimate;
             alpha_below = ddim.alpha_bar(Some(t));
@@ -107,6 +121,10 @@ pub fn latent_std(latents: &Tensor) -> Result<Vec<f32>, EngineError> {
     let err = |source| EngineError::candle("measuring latents", source);
     let flat = latents.flatten_from(1).map_err(err)?;
     let mean = flat.mean_keepdim(D::Minus1).map_err(err)?;
-    let var = flat.broadcast_sub(&mean).and_then(|c| c.sqr()).and_then(|s| s.mean(D::Minus1)).map_err(err)?;
+    let var = flat
+        .broadcast_sub(&mean)
+        .and_then(|c| c.sqr())
+        .and_then(|s| s.mean(D::Minus1))
+        .map_err(err)?;
     var.sqrt().and_then(|s| s.to_vec1()).map_err(err)
 }

@@ -27,7 +27,11 @@ pub struct NoiseSchedule {
 impl NoiseSchedule {
     /// The cosine schedule over `train_steps` discrete steps.
     pub fn cosine(train_steps: usize) -> Self {
-        let alpha_bar = |s: f64| ((s + 0.008) / 1.008 * std::f64::consts::FRAC_PI_2).cos().powi(2);
+        let alpha_bar = |s: f64| {
+            ((s + 0.008) / 1.008 * std::f64::consts::FRAC_PI_2)
+                .cos()
+                .powi(2)
+        };
         let mut product = 1.0;
         let alphas_cumprod = (0..train_steps)
             .map(|i| {

@@ -117,7 +117,9 @@ impl Tokenizer {
                 i += 1;
             } else if c.is_ascii_alphanumeric() || c == '\'' || c == '-' {
                 let start = i;
-                while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '\'' || chars[i] == '-') {
+                while i < chars.len()
+                    && (chars[i].is_ascii_alphanumeric() || chars[i] == '\'' || chars[i] == '-')
+                {
                     i += 1;
                 }
                 pieces.push(chars[start..i].iter().collect());
@@ -159,15 +161,28 @@ mod tests {
     use super::*;
 
     fn tokenizer() -> Tokenizer {
-        Tokenizer::new(&["a", "red", "circle", "above", "一个", "红色", "的", "圆", "圆形", "在", "上方", ","], 12)
+        Tokenizer::new(
+            &[
+                "a", "red", "circle", "above", "一个", "红色", "的", "圆", "圆形", "在", "上方",
+                ",",
+            ],
+            12,
+        )
     }
 
     #[test]
     fn english_words_map_to_ids() {
         let t = tokenizer();
         let enc = t.encode("A red  circle, above");
-        let words: Vec<&str> = enc.ids.iter().map(|&id| t.vocab()[id as usize].as_str()).collect();
-        assert_eq!(words[..7], ["<bos>", "a", "red", "circle", ",", "above", "<eos>"]);
+        let words: Vec<&str> = enc
+            .ids
+            .iter()
+            .map(|&id| t.vocab()[id as usize].as_str())
+            .collect();
+        assert_eq!(
+            words[..7],
+            ["<bos>", "a", "red", "circle", ",", "above", "<eos>"]
+        );
         assert_eq!(enc.ids.len(), 12);
         assert!(enc.unknown.is_empty());
     }
@@ -176,8 +191,15 @@ mod tests {
     fn chinese_uses_longest_match() {
         let t = tokenizer();
         let enc = t.encode("一个红色的圆形在上方");
-        let words: Vec<&str> = enc.ids.iter().map(|&id| t.vocab()[id as usize].as_str()).collect();
-        assert_eq!(words[..8], ["<bos>", "一个", "红色", "的", "圆形", "在", "上方", "<eos>"]);
+        let words: Vec<&str> = enc
+            .ids
+            .iter()
+            .map(|&id| t.vocab()[id as usize].as_str())
+            .collect();
+        assert_eq!(
+            words[..8],
+            ["<bos>", "一个", "红色", "的", "圆形", "在", "上方", "<eos>"]
+        );
     }
 
     #[test]

@@ -83,10 +83,20 @@ impl SpatialAttention {
 
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let (batch, channels, height, width) = xs.dims4()?;
-        let h = self.group_norm.forward(xs)?.flatten_from(2)?.transpose(1, 2)?;
-        let (q, k, v) = (self.to_q.forward(&h)?, self.to_k.forward(&h)?, self.to_v.forward(&h)?);
+        let h = self
+            .group_norm
+            .forward(xs)?
+            .flatten_from(2)?
+            .transpose(1, 2)?;
+        let (q, k, v) = (
+            self.to_q.forward(&h)?,
+            self.to_k.forward(&h)?,
+            self.to_v.forward(&h)?,
+        );
         let out = self.to_out.forward(&nn::attention(&q, &k, &v, 1, None)?)?;
-        let out = out.transpose(1, 2)?.reshape((batch, channels, height, width))?;
+        let out = out
+            .transpose(1, 2)?
+            .reshape((batch, channels, height, width))?;
         out + xs
     }
 }
@@ -141,7 +151,12 @@ impl Encoder {
         for (i, &out) in channels.iter().enumerate() {
             let vb = vb.pp("down_blocks").pp(i);
             let resnets = (0..cfg.layers_per_block)
-                .map(|j| ResnetBlock2D::new(cfg.resnet(if j == 0 { previous } else { out }, out), vb.pp("resnets").pp(j)))
+                .map(|j| {
+                    ResnetBlock2D::new(
+                        cfg.resnet(if j == 0 { previous } else { out }, out),
+                        vb.pp("resnets").pp(j),
+                    )
+                })
                 .collect::<Result<Vec<_>>>()?;
             let resampler = if i + 1 < channels.len() {
                 Some(nn::conv2d(out, out, 3, 2, 0, vb.pp("downsamplers.0.conv"))?)
@@ -168,11 +183,16 @@ impl Encoder {
             }
             if let Some(conv) = &level.resampler {
                 // Asymmetric padding (right and bottom only), as diffusers' VAE.
-                xs = conv.forward(&xs.pad_with_zeros(D::Minus1, 0, 1)?.pad_with_zeros(D::Minus2, 0, 1)?)?;
+                xs = conv.forward(&xs.pad_with_zeros(D::Minus1, 0, 1)?.pad_with_zeros(
+                    D::Minus2,
+                    0,
+                    1,
+                )?)?;
             }
         }
         let xs = self.mid_block.forward(&xs)?;
-        self.conv_out.forward(&self.conv_norm_out.forward(&xs)?.apply(&nn::Silu)?)
+        self.conv_out
+            .forward(&self.conv_norm_out.forward(&xs)?.apply(&nn::Silu)?)
     }
 }
 
@@ -195,7 +215,12 @@ impl Decoder {
         for (i, &out) in reversed.iter().enumerate() {
             let vb = vb.pp("up_blocks").pp(i);
             let resnets = (0..=cfg.layers_per_block)
-                .map(|j| ResnetBlock2D::new(cfg.resnet(if j == 0 { previous } else { out }, out), vb.pp("resnets").pp(j)))
+                .map(|j| {
+                    ResnetBlock2D::new(
+                        cfg.resnet(if j == 0 { previous } else { out }, out),
+                        vb.pp("resnets").pp(j),
+                    )
+                })
                 .collect::<Result<Vec<_>>>()?;
             let resampler = if i + 1 < reversed.len() {
                 Some(nn::conv2d(out, out, 3, 1, 1, vb.pp("upsamplers.0.conv"))?)
@@ -226,7 +251,8 @@ impl Decoder {
                 xs = conv.forward(&xs.upsample_nearest2d(2 * h, 2 * w)?)?;
             }
         }
-        self.conv_out.forward(&self.conv_norm_out.forward(&xs)?.apply(&nn::Silu)?)
+        self.conv_out
+            .forward(&self.conv_norm_out.forward(&xs)?.apply(&nn::Silu)?)
     }
 }
 
@@ -282,7 +308,8 @@ impl AutoEncoderKl {
 
     /// Decodes unscaled latents to images in (about) [-1, 1].
     pub fn decode(&self, latents: &Tensor) -> Result<Tensor> {
-        self.decoder.forward(&self.post_quant_conv.forward(latents)?)
+        self.decoder
+            .forward(&self.post_quant_conv.forward(latents)?)
     }
 }
 
@@ -306,7 +333,11 @@ mod tests {
     #[test]
     fn round_trip_shapes() {
         let map = VarMap::new();
-        let vae = AutoEncoderKl::new(&tiny(), VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu)).unwrap();
+        let vae = AutoEncoderKl::new(
+            &tiny(),
+            VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu),
+        )
+        .unwrap();
         let images = Tensor::zeros((2, 3, 32, 32), DType::F32, &Device::Cpu).unwrap();
         let posterior = vae.encode(&images).unwrap();
         assert_eq!(posterior.mean.dims(), &[2, 4, 8, 8]);
@@ -318,7 +349,11 @@ mod tests {
     #[test]
     fn tensor_names_follow_diffusers() {
         let map = VarMap::new();
-        AutoEncoderKl::new(&tiny(), VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu)).unwrap();
+        AutoEncoderKl::new(
+            &tiny(),
+            VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu),
+        )
+        .unwrap();
         let data = map.data().lock().unwrap();
         for name in [
             "encoder.conv_in.weight",

@@ -73,7 +73,10 @@ fn save_tensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<(), Ch
 }
 
 /// Loads a safetensors file into named tensors.
-pub fn load_tensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>, CheckpointError> {
+pub fn load_tensors(
+    path: &Path,
+    device: &Device,
+) -> Result<HashMap<String, Tensor>, CheckpointError> {
     candle_core::safetensors::load(path, device).map_err(|source| CheckpointError::Tensors {
         path: path.to_path_buf(),
         source,
@@ -82,7 +85,12 @@ pub fn load_tensors(path: &Path, device: &Device) -> Result<HashMap<String, Tens
 
 /// Writes a checkpoint of `adam`'s variables, moments and `ema` into
 /// `run_dir` and points `latest` at it.
-pub fn save(run_dir: &Path, state: &RunState, adam: &AdamW, ema: &Ema) -> Result<PathBuf, CheckpointError> {
+pub fn save(
+    run_dir: &Path,
+    state: &RunState,
+    adam: &AdamW,
+    ema: &Ema,
+) -> Result<PathBuf, CheckpointError> {
     let folder = run_dir.join(format!("step-{:08}", state.step));
     fs::create_dir_all(&folder).map_err(io_err(&folder))?;
     let params: HashMap<String, Tensor> = adam
@@ -102,7 +110,10 @@ pub fn save(run_dir: &Path, state: &RunState, adam: &AdamW, ema: &Ema) -> Result
 
     let latest = run_dir.join("latest");
     let staging = run_dir.join("latest.tmp");
-    let name = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = folder
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     fs::write(&staging, name).map_err(io_err(&staging))?;
     fs::rename(&staging, &latest).map_err(io_err(&latest))?;
     Ok(folder)
@@ -114,19 +125,28 @@ pub fn latest(run_dir: &Path) -> Result<Option<PathBuf>, CheckpointError> {
     match fs::read_to_string(&latest) {
         Ok(name) => Ok(Some(run_dir.join(name.trim()))),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(CheckpointError::Io { path: latest, source }),
+        Err(source) => Err(CheckpointError::Io {
+            path: latest,
+            source,
+        }),
     }
 }
 
 /// Restores variables, moments and the average from `folder`; returns the
 /// saved run state.
-pub fn restore(folder: &Path, adam: &mut AdamW, ema: &mut Ema, device: &Device) -> Result<RunState, CheckpointError> {
+pub fn restore(
+    folder: &Path,
+    adam: &mut AdamW,
+    ema: &mut Ema,
+    device: &Device,
+) -> Result<RunState, CheckpointError> {
     let state_path = folder.join("state.json");
     let bytes = fs::read(&state_path).map_err(io_err(&state_path))?;
-    let state: RunState = serde_json::from_slice(&bytes).map_err(|source| CheckpointError::State {
-        path: state_path.clone(),
-        source,
-    })?;
+    let state: RunState =
+        serde_json::from_slice(&bytes).map_err(|source| CheckpointError::State {
+            path: state_path.clone(),
+            source,
+        })?;
     let tensor_err = |path: PathBuf| move |source| CheckpointError::Tensors { path, source };
     let params_path = folder.join("params.safetensors");
     let params = load_tensors(&params_path, device)?;
@@ -141,7 +161,8 @@ pub fn restore(folder: &Path, adam: &mut AdamW, ema: &mut Ema, device: &Device) 
     }
     let optimizer_path = folder.join("optimizer.safetensors");
     let moments = load_tensors(&optimizer_path, device)?;
-    adam.load_state(&moments, state.step).map_err(tensor_err(optimizer_path))?;
+    adam.load_state(&moments, state.step)
+        .map_err(tensor_err(optimizer_path))?;
     let ema_path = folder.join("ema.safetensors");
     let averages = load_tensors(&ema_path, device)?;
     ema.load(&averages).map_err(tensor_err(ema_path))?;

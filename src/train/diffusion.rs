@@ -81,7 +81,11 @@ impl DiffusionTrainer {
 
     /// One optimisation step on clean scaled latents `(batch, c, h, w)`
     /// with one caption each.
-    pub fn step<S: AsRef<str>>(&mut self, latents: &Tensor, captions: &[S]) -> candle_core::Result<StepStats> {
+    pub fn step<S: AsRef<str>>(
+        &mut self,
+        latents: &Tensor,
+        captions: &[S],
+    ) -> candle_core::Result<StepStats> {
         let step = self.adam.steps_done();
         let device = latents.device();
         let batch = latents.dim(0)?;
@@ -91,7 +95,11 @@ impl DiffusionTrainer {
         let ids: Vec<u32> = captions
             .iter()
             .flat_map(|c| {
-                let text = if rng.next_uniform() < self.settings.caption_dropout { "" } else { c.as_ref() };
+                let text = if rng.next_uniform() < self.settings.caption_dropout {
+                    ""
+                } else {
+                    c.as_ref()
+                };
                 self.tokenizer.encode(text).ids
             })
             .collect();
@@ -100,24 +108,38 @@ impl DiffusionTrainer {
         // 2. Timesteps and noise.
         let steps = self.schedule.train_steps() as u64;
         let timesteps: Vec<usize> = (0..batch).map(|_| rng.next_below(steps) as usize).collect();
-        let signal: Vec<f32> = timesteps.iter().map(|&t| self.schedule.alpha_bar(t).sqrt() as f32).collect();
-        let sigma: Vec<f32> = timesteps.iter().map(|&t| (1.0 - self.schedule.alpha_bar(t)).sqrt() as f32).collect();
+        let signal: Vec<f32> = timesteps
+            .iter()
+            .map(|&t| self.schedule.alpha_bar(t).sqrt() as f32)
+            .collect();
+        let sigma: Vec<f32> = timesteps
+            .iter()
+            .map(|&t| (1.0 - self.schedule.alpha_bar(t)).sqrt() as f32)
+            .collect();
         let signal = Tensor::from_vec(signal, (batch, 1, 1, 1), device)?;
         let sigma = Tensor::from_vec(sigma, (batch, 1, 1, 1), device)?;
         let noise = super::normal_like(latents, &mut rng)?;
         let noisy = (latents.broadcast_mul(&signal)? + noise.broadcast_mul(&sigma)?)?;
         let target = match self.settings.prediction {
             PredictionType::Epsilon => noise.clone(),
-            PredictionType::VPrediction => (noise.broadcast_mul(&signal)? - latents.broadcast_mul(&sigma)?)?,
+            PredictionType::VPrediction => {
+                (noise.broadcast_mul(&signal)? - latents.broadcast_mul(&sigma)?)?
+            }
         };
 
         // 3. Forward, loss, update.
-        let t = Tensor::from_vec(timesteps.iter().map(|&t| t as f32).collect::<Vec<_>>(), batch, device)?;
+        let t = Tensor::from_vec(
+            timesteps.iter().map(|&t| t as f32).collect::<Vec<_>>(),
+            batch,
+            device,
+        )?;
         let context = self.text_encoder.forward(&ids)?;
         let output = self.unet.forward(&noisy, &t, &context)?;
         let loss = (output - target)?.sqr()?.mean_all()?;
         let mut grads = loss.backward()?;
-        let grad_norm = self.adam.clip_gradients(&mut grads, self.settings.max_grad_norm)?;
+        let grad_norm = self
+            .adam
+            .clip_gradients(&mut grads, self.settings.max_grad_norm)?;
         let lr = self.settings.lr.at(step);
         self.adam.step(&grads, lr)?;
         self.ema.update(self.adam.vars(), step)?;

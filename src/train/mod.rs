@@ -33,7 +33,10 @@ pub fn named_vars(varmap: &VarMap) -> candle_core::Result<Vec<(String, Var)>> {
         .data()
         .lock()
         .map_err(|_| candle_core::Error::Msg("var map lock poisoned".into()))?;
-    Ok(data.iter().map(|(name, var)| (name.clone(), var.clone())).collect())
+    Ok(data
+        .iter()
+        .map(|(name, var)| (name.clone(), var.clone()))
+        .collect())
 }
 
 /// Standard normal noise shaped like `like`, from a seeded stream.

@@ -53,8 +53,14 @@ impl AdamW {
     /// An optimiser over `vars` (sorted by name for a stable order).
     pub fn new(mut vars: Vec<(String, Var)>, weight_decay: f64) -> Result<Self> {
         vars.sort_by(|a, b| a.0.cmp(&b.0));
-        let first = vars.iter().map(|(_, v)| v.zeros_like()).collect::<Result<Vec<_>>>()?;
-        let second = vars.iter().map(|(_, v)| v.zeros_like()).collect::<Result<Vec<_>>>()?;
+        let first = vars
+            .iter()
+            .map(|(_, v)| v.zeros_like())
+            .collect::<Result<Vec<_>>>()?;
+        let second = vars
+            .iter()
+            .map(|(_, v)| v.zeros_like())
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             vars,
             first,
@@ -133,7 +139,10 @@ impl AdamW {
     /// Restores moment estimates saved by `state` and the step count.
     pub fn load_state(&mut self, state: &HashMap<String, Tensor>, steps_done: usize) -> Result<()> {
         for (i, (name, _)) in self.vars.iter().enumerate() {
-            let (Some(m), Some(v)) = (state.get(&format!("adam.m.{name}")), state.get(&format!("adam.v.{name}"))) else {
+            let (Some(m), Some(v)) = (
+                state.get(&format!("adam.m.{name}")),
+                state.get(&format!("adam.v.{name}")),
+            ) else {
                 candle_core::bail!("checkpoint has no optimiser state for {name}")
             };
             self.first[i] = m.clone();
@@ -192,7 +201,7 @@ impl Ema {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, DType};
+    use candle_core::{DType, Device};
 
     #[test]
     fn schedule_warms_up_then_decays() {
@@ -237,12 +246,20 @@ mod tests {
     fn state_round_trips() {
         let x = Var::zeros(3, DType::F32, &Device::Cpu).unwrap();
         let mut adam = AdamW::new(vec![("x".into(), x.clone())], 0.0).unwrap();
-        let loss = (x.as_tensor() + 1.0).unwrap().sqr().unwrap().sum_all().unwrap();
+        let loss = (x.as_tensor() + 1.0)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap();
         adam.step(&loss.backward().unwrap(), 0.1).unwrap();
         let state = adam.state();
         let mut other = AdamW::new(vec![("x".into(), x.clone())], 0.0).unwrap();
         other.load_state(&state, 1).unwrap();
         assert_eq!(other.steps_done(), 1);
-        assert_eq!(other.state()["adam.m.x"].to_vec1::<f32>().unwrap(), state["adam.m.x"].to_vec1::<f32>().unwrap());
+        assert_eq!(
+            other.state()["adam.m.x"].to_vec1::<f32>().unwrap(),
+            state["adam.m.x"].to_vec1::<f32>().unwrap()
+        );
     }
 }

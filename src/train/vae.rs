@@ -41,7 +41,12 @@ pub struct VaeTrainer {
 
 impl VaeTrainer {
     /// Initialises a fresh autoencoder from `seed`.
-    pub fn new(config: &VaeConfig, settings: VaeTraining, seed: u64, device: &Device) -> candle_core::Result<Self> {
+    pub fn new(
+        config: &VaeConfig,
+        settings: VaeTraining,
+        seed: u64,
+        device: &Device,
+    ) -> candle_core::Result<Self> {
         let varmap = VarMap::new();
         let vb = SeededInit::var_builder(&varmap, seed, device);
         let vae = AutoEncoderKl::new(config, vb.pp("vae"))?;
@@ -73,14 +78,19 @@ impl VaeTrainer {
         let loss = (&recon_loss + (&kl * self.settings.kl_weight)?)?;
 
         let mut grads = loss.backward()?;
-        let grad_norm = self.adam.clip_gradients(&mut grads, self.settings.max_grad_norm)?;
+        let grad_norm = self
+            .adam
+            .clip_gradients(&mut grads, self.settings.max_grad_norm)?;
         let lr = self.settings.lr.at(step);
         self.adam.step(&grads, lr)?;
         self.ema.update(self.adam.vars(), step)?;
         Ok(StepStats {
             step: step + 1,
             loss: loss.to_scalar::<f32>()? as f64,
-            parts: vec![("recon", recon_loss.to_scalar::<f32>()? as f64), ("kl", kl.to_scalar::<f32>()? as f64)],
+            parts: vec![
+                ("recon", recon_loss.to_scalar::<f32>()? as f64),
+                ("kl", kl.to_scalar::<f32>()? as f64),
+            ],
             grad_norm,
             lr,
         })

@@ -27,7 +27,9 @@ impl ManifestFinding {
         match manifest::read(bytes, mime, trust_anchors) {
             Ok(None) => ManifestFinding::None,
             Ok(Some(report)) => ManifestFinding::Found(Box::new(report)),
-            Err(err) => ManifestFinding::Unreadable { error: err.to_string() },
+            Err(err) => ManifestFinding::Unreadable {
+                error: err.to_string(),
+            },
         }
     }
 

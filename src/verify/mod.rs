@@ -133,7 +133,9 @@ impl Verifier<'_> {
     fn check_watermark(&self, image: &image::RgbImage) -> Result<WatermarkFinding, VerifyError> {
         if self.keys.is_empty() {
             return Ok(WatermarkFinding::Skipped {
-                reason: "no watermark key in this mmgen home; run verify where the provider's keys are".into(),
+                reason:
+                    "no watermark key in this mmgen home; run verify where the provider's keys are"
+                        .into(),
             });
         }
         let Some(ledger) = self.ledger else {
@@ -153,7 +155,11 @@ impl Verifier<'_> {
             .collect();
         let latent = self.invert(image)?;
         let detection = watermark::detect(&latent, &candidates, self.threshold);
-        tracing::debug!(p_value = detection.p_value, candidates = detection.candidates, "watermark tested");
+        tracing::debug!(
+            p_value = detection.p_value,
+            candidates = detection.candidates,
+            "watermark tested"
+        );
         Ok(WatermarkFinding::Checked(detection))
     }
 
@@ -184,7 +190,10 @@ fn reduce(
     if matches!(manifest, ManifestFinding::Unreadable { .. }) {
         return Verdict::Tampered;
     }
-    let valid_manifest = matches!(manifest.state(), Some(ValidationState::Valid | ValidationState::Trusted));
+    let valid_manifest = matches!(
+        manifest.state(),
+        Some(ValidationState::Valid | ValidationState::Trusted)
+    );
     if ledger.is_some_and(|l| l.byte_identical) || valid_manifest {
         return Verdict::Intact;
     }

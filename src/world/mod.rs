@@ -82,7 +82,12 @@ pub const COLOURS: [Colour; 8] = [
 ];
 
 /// All relations, in a fixed order.
-pub const RELATIONS: [Relation; 4] = [Relation::LeftOf, Relation::RightOf, Relation::Above, Relation::Below];
+pub const RELATIONS: [Relation; 4] = [
+    Relation::LeftOf,
+    Relation::RightOf,
+    Relation::Above,
+    Relation::Below,
+];
 
 /// Colour-shape pairs that never occur in the training split.
 pub const HELD_OUT_PAIRS: [(Colour, Shape); 4] = [
@@ -219,12 +224,18 @@ impl SceneSpec {
             .iter()
             .any(|o| HELD_OUT_PAIRS.contains(&(o.colour, o.shape)));
         let held_triple = match *self {
-            SceneSpec::Pair { first, relation, second } => {
-                HELD_OUT_TRIPLES.contains(&(first.shape, relation, second.shape))
-            }
+            SceneSpec::Pair {
+                first,
+                relation,
+                second,
+            } => HELD_OUT_TRIPLES.contains(&(first.shape, relation, second.shape)),
             SceneSpec::Single(_) => false,
         };
-        if held_pair || held_triple { Split::HeldOut } else { Split::Train }
+        if held_pair || held_triple {
+            Split::HeldOut
+        } else {
+            Split::Train
+        }
     }
 }
 
@@ -312,7 +323,11 @@ impl SceneSampler {
                     angle: self.angle(),
                 }]
             }
-            SceneSpec::Pair { first, relation, second } => self.place_pair(first, relation, second),
+            SceneSpec::Pair {
+                first,
+                relation,
+                second,
+            } => self.place_pair(first, relation, second),
         };
         Scene {
             spec,
@@ -333,14 +348,22 @@ impl SceneSampler {
             }
         };
         let relation = RELATIONS[self.rng.next_below(4) as usize];
-        SceneSpec::Pair { first, relation, second }
+        SceneSpec::Pair {
+            first,
+            relation,
+            second,
+        }
     }
 
     fn sample_object(&mut self) -> Object {
         Object {
             shape: SHAPES[self.rng.next_below(4) as usize],
             colour: COLOURS[self.rng.next_below(8) as usize],
-            size: if self.rng.next_below(2) == 0 { Size::Small } else { Size::Large },
+            size: if self.rng.next_below(2) == 0 {
+                Size::Small
+            } else {
+                Size::Large
+            },
         }
     }
 
@@ -440,8 +463,17 @@ fn english_caption(spec: &SceneSpec) -> String {
     };
     match spec {
         SceneSpec::Single(object) => phrase(object),
-        SceneSpec::Pair { first, relation, second } => {
-            format!("{} {} {}", phrase(first), relation.english(), phrase(second))
+        SceneSpec::Pair {
+            first,
+            relation,
+            second,
+        } => {
+            format!(
+                "{} {} {}",
+                phrase(first),
+                relation.english(),
+                phrase(second)
+            )
         }
     }
 }
@@ -456,8 +488,17 @@ fn chinese_caption(spec: &SceneSpec) -> String {
     };
     match spec {
         SceneSpec::Single(object) => format!("一个{}", phrase(object)),
-        SceneSpec::Pair { first, relation, second } => {
-            format!("一个{}在{}的{}", phrase(first), phrase(second), relation.chinese())
+        SceneSpec::Pair {
+            first,
+            relation,
+            second,
+        } => {
+            format!(
+                "一个{}在{}的{}",
+                phrase(first),
+                phrase(second),
+                relation.chinese()
+            )
         }
     }
 }
@@ -465,7 +506,9 @@ fn chinese_caption(spec: &SceneSpec) -> String {
 /// Every word that a caption can contain, English and Chinese, in a fixed
 /// order: the tokenizer vocabulary of models trained on this world.
 pub fn vocabulary() -> Vec<&'static str> {
-    let mut words = vec!["a", "small", "large", "left", "right", "of", "above", "below"];
+    let mut words = vec![
+        "a", "small", "large", "left", "right", "of", "above", "below",
+    ];
     words.extend(COLOURS.iter().map(|c| c.english()));
     words.extend(SHAPES.iter().map(|s| s.english()));
     words.extend(["一个", "小", "大", "在", "的"]);
@@ -495,8 +538,14 @@ mod tests {
                 size: Size::Small,
             },
         };
-        assert_eq!(caption(&spec, Language::English), "a large red circle above a small blue square");
-        assert_eq!(caption(&spec, Language::Chinese), "一个大红色圆在小蓝色正方形的上方");
+        assert_eq!(
+            caption(&spec, Language::English),
+            "a large red circle above a small blue square"
+        );
+        assert_eq!(
+            caption(&spec, Language::Chinese),
+            "一个大红色圆在小蓝色正方形的上方"
+        );
     }
 
     #[test]
@@ -504,12 +553,20 @@ mod tests {
         let tokenizer = Tokenizer::new(&vocabulary(), 32);
         let mut sampler = SceneSampler::new(7);
         for i in 0..300 {
-            let split = if i % 2 == 0 { Split::Train } else { Split::HeldOut };
+            let split = if i % 2 == 0 {
+                Split::Train
+            } else {
+                Split::HeldOut
+            };
             let scene = sampler.sample(split);
             for language in [Language::English, Language::Chinese] {
                 let text = caption(scene.spec(), language);
                 let encoding = tokenizer.encode(&text);
-                assert!(encoding.unknown.is_empty(), "{text}: {:?}", encoding.unknown);
+                assert!(
+                    encoding.unknown.is_empty(),
+                    "{text}: {:?}",
+                    encoding.unknown
+                );
                 assert!(!encoding.ids.contains(&UNK), "{text}");
                 assert!(!encoding.truncated, "{text}");
             }
@@ -521,7 +578,10 @@ mod tests {
         let mut sampler = SceneSampler::new(3);
         for _ in 0..500 {
             assert_eq!(sampler.sample(Split::Train).spec().split(), Split::Train);
-            assert_eq!(sampler.sample(Split::HeldOut).spec().split(), Split::HeldOut);
+            assert_eq!(
+                sampler.sample(Split::HeldOut).spec().split(),
+                Split::HeldOut
+            );
         }
     }
 

@@ -79,7 +79,8 @@ fn contains(p: &Placement, x: f32, y: f32) -> bool {
 fn regular_polygon(sides: usize, radius: f32, scale: f32) -> Vec<(f32, f32)> {
     (0..sides)
         .map(|i| {
-            let theta = std::f32::consts::FRAC_PI_2 + i as f32 * std::f32::consts::TAU / sides as f32;
+            let theta =
+                std::f32::consts::FRAC_PI_2 + i as f32 * std::f32::consts::TAU / sides as f32;
             (radius * scale * theta.cos(), radius * scale * theta.sin())
         })
         .collect()
@@ -110,8 +111,7 @@ fn in_star(radius: f32, u: f32, v: f32) -> bool {
     (0..5).any(|i| {
         let triangle = [vertex((2 * i + 9) % 10), vertex(2 * i), vertex(2 * i + 1)];
         // These three vertices run clockwise, so test against the reversed order.
-        in_polygon(&[triangle[0], triangle[2], triangle[1]], u, v)
-            || in_polygon(&triangle, u, v)
+        in_polygon(&[triangle[0], triangle[2], triangle[1]], u, v) || in_polygon(&triangle, u, v)
     })
 }
 
@@ -155,12 +155,18 @@ mod tests {
         ];
         for (shape, area) in expected {
             let found = covered(&render(&scene(shape), 64));
-            assert!((found - area).abs() / area < 0.02, "{shape:?}: {found} vs {area}");
+            assert!(
+                (found - area).abs() / area < 0.02,
+                "{shape:?}: {found} vs {area}"
+            );
         }
         // Ten triangles between the centre, an outer and an inner vertex.
         let star_area = 10.0 * 0.5 * r * (0.45 * r) * 36f32.to_radians().sin();
         let star = covered(&render(&scene(Shape::Star), 64));
-        assert!((star - star_area).abs() / star_area < 0.02, "star: {star} vs {star_area}");
+        assert!(
+            (star - star_area).abs() / star_area < 0.02,
+            "star: {star} vs {star_area}"
+        );
     }
 
     #[test]

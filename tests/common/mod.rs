@@ -40,7 +40,11 @@ impl Sandbox {
     /// Runs `mmgen ARGS` and asserts that it succeeded.
     pub fn run_ok(&self, args: &[&str]) -> Output {
         let output = self.run(args);
-        assert!(output.status.success(), "mmgen {args:?} failed:\n{}", text(&output));
+        assert!(
+            output.status.success(),
+            "mmgen {args:?} failed:\n{}",
+            text(&output)
+        );
         output
     }
 }
@@ -68,12 +72,18 @@ pub fn stderr(output: &Output) -> String {
 /// test never passes without its fixtures.
 pub fn fixtures() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for candidate in [root.join("../shared/fixtures"), root.join("../../shared/fixtures")] {
+    for candidate in [
+        root.join("../shared/fixtures"),
+        root.join("../../shared/fixtures"),
+    ] {
         if candidate.is_dir() {
             return candidate;
         }
     }
-    panic!("the fixtures folder shared/fixtures is missing beside {}; these tests need it", root.display());
+    panic!(
+        "the fixtures folder shared/fixtures is missing beside {}; these tests need it",
+        root.display()
+    );
 }
 
 /// Parses JSON Lines output into values.

@@ -10,8 +10,8 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::gemm::{Element, Mat, matmul};
 use super::dispatch2;
+use super::gemm::{Element, Mat, matmul};
 
 /// Geometry of one convolution: input `(batch, channels, height, width)`,
 /// weight `(out_channels, channels, kernel, kernel)`.
@@ -29,11 +29,15 @@ struct Geometry {
 
 impl Geometry {
     fn new(input: &[usize], weight: &[usize], stride: usize, padding: usize) -> Result<Self> {
-        let (&[batch, channels, height, width], &[out_channels, in_channels, kh, kw]) = (input, weight) else {
+        let (&[batch, channels, height, width], &[out_channels, in_channels, kh, kw]) =
+            (input, weight)
+        else {
             candle_core::bail!("conv2d expects 4-d input and weight, got {input:?} and {weight:?}")
         };
         if in_channels != channels || kh != kw || stride == 0 {
-            candle_core::bail!("conv2d: input {input:?} does not fit weight {weight:?} at stride {stride}")
+            candle_core::bail!(
+                "conv2d: input {input:?} does not fit weight {weight:?} at stride {stride}"
+            )
         }
         if height + 2 * padding < kh || width + 2 * padding < kw {
             candle_core::bail!("conv2d: input {input:?} smaller than kernel {kh}x{kw}")
@@ -86,7 +90,11 @@ impl Geometry {
         let ow = self.out_width();
         let first = self.padding.saturating_sub(kx).div_ceil(self.stride);
         let limit = self.width + self.padding;
-        let end = if limit > kx { ((limit - kx - 1) / self.stride + 1).min(ow) } else { 0 };
+        let end = if limit > kx {
+            ((limit - kx - 1) / self.stride + 1).min(ow)
+        } else {
+            0
+        };
         first.min(end)..end
     }
 
@@ -111,7 +119,8 @@ impl Geometry {
                         out[valid.end..].fill(T::zero());
                         let first_ix = valid.start * self.stride + kx - self.padding;
                         if self.stride == 1 {
-                            out[valid.clone()].copy_from_slice(&line[first_ix..first_ix + valid.len()]);
+                            out[valid.clone()]
+                                .copy_from_slice(&line[first_ix..first_ix + valid.len()]);
                         } else {
                             for (j, value) in out[valid.clone()].iter_mut().enumerate() {
                                 *value = line[first_ix + j * self.stride];
@@ -128,7 +137,8 @@ impl Geometry {
         let (oh, ow, k) = (self.out_height(), self.out_width(), self.kernel);
         image.fill(T::zero());
         for c in 0..self.channels {
-            let plane = &mut image[c * self.height * self.width..(c + 1) * self.height * self.width];
+            let plane =
+                &mut image[c * self.height * self.width..(c + 1) * self.height * self.width];
             for ky in 0..k {
                 for kx in 0..k {
                     let row = ((c * k + ky) * k + kx) * oh * ow;
@@ -142,7 +152,8 @@ impl Geometry {
                         if iy < 0 || iy >= self.height as isize {
                             continue;
                         }
-                        let line = &mut plane[iy as usize * self.width..(iy as usize + 1) * self.width];
+                        let line =
+                            &mut plane[iy as usize * self.width..(iy as usize + 1) * self.width];
                         let src = &cols[row + oy * ow + valid.start..row + oy * ow + valid.end];
                         for (j, &g) in src.iter().enumerate() {
                             let ix = first_ix + j * self.stride;
@@ -173,15 +184,24 @@ fn forward<T: Element>(g: &Geometry, input: &[T], weight: &[T]) -> Vec<T> {
         };
         matmul(out, w, cols_mat, false, parallel);
     };
-    let cols_len = if g.is_pointwise() { 0 } else { g.patch() * g.out_plane() };
+    let cols_len = if g.is_pointwise() {
+        0
+    } else {
+        g.patch() * g.out_plane()
+    };
     if g.across_batch() {
         input
             .par_chunks(g.in_image())
             .zip(out.par_chunks_mut(g.out_image()))
-            .for_each_init(|| vec![T::zero(); cols_len], |cols, pair| run(pair, cols, false));
+            .for_each_init(
+                || vec![T::zero(); cols_len],
+                |cols, pair| run(pair, cols, false),
+            );
     } else {
         let mut cols = vec![T::zero(); cols_len];
-        let pairs = input.chunks(g.in_image()).zip(out.chunks_mut(g.out_image()));
+        let pairs = input
+            .chunks(g.in_image())
+            .zip(out.chunks_mut(g.out_image()));
         pairs.for_each(|pair| run(pair, &mut cols, true));
     }
     out
@@ -199,15 +219,24 @@ fn input_grad<T: Element>(g: &Geometry, grad_out: &[T], weight: &[T]) -> Vec<T> 
             g.col2im(cols, dx);
         }
     };
-    let cols_len = if g.is_pointwise() { 0 } else { g.patch() * g.out_plane() };
+    let cols_len = if g.is_pointwise() {
+        0
+    } else {
+        g.patch() * g.out_plane()
+    };
     if g.across_batch() {
         grad_out
             .par_chunks(g.out_image())
             .zip(grad_in.par_chunks_mut(g.in_image()))
-            .for_each_init(|| vec![T::zero(); cols_len], |cols, pair| run(pair, cols, false));
+            .for_each_init(
+                || vec![T::zero(); cols_len],
+                |cols, pair| run(pair, cols, false),
+            );
     } else {
         let mut cols = vec![T::zero(); cols_len];
-        let pairs = grad_out.chunks(g.out_image()).zip(grad_in.chunks_mut(g.in_image()));
+        let pairs = grad_out
+            .chunks(g.out_image())
+            .zip(grad_in.chunks_mut(g.in_image()));
         pairs.for_each(|pair| run(pair, &mut cols, true));
     }
     grad_in
@@ -217,8 +246,17 @@ fn input_grad<T: Element>(g: &Geometry, grad_out: &[T], weight: &[T]) -> Vec<T> 
 /// not depend on how rayon split the batch.
 fn weight_grad<T: Element>(g: &Geometry, input: &[T], grad_out: &[T]) -> Vec<T> {
     let weight_len = g.out_channels * g.patch();
-    let cols_len = if g.is_pointwise() { 0 } else { g.patch() * g.out_plane() };
-    let one_image = |dw: &mut [T], image: &[T], dy: &[T], cols: &mut Vec<T>, accumulate: bool, parallel: bool| {
+    let cols_len = if g.is_pointwise() {
+        0
+    } else {
+        g.patch() * g.out_plane()
+    };
+    let one_image = |dw: &mut [T],
+                     image: &[T],
+                     dy: &[T],
+                     cols: &mut Vec<T>,
+                     accumulate: bool,
+                     parallel: bool| {
         let dy = Mat::new(dy, g.out_channels, g.out_plane());
         let cols_mat = if g.is_pointwise() {
             Mat::new(image, g.patch(), g.out_plane())
@@ -228,7 +266,9 @@ fn weight_grad<T: Element>(g: &Geometry, input: &[T], grad_out: &[T]) -> Vec<T> 
         };
         matmul(dw, dy, cols_mat.t(), accumulate, parallel);
     };
-    let images = input.chunks(g.in_image()).zip(grad_out.chunks(g.out_image()));
+    let images = input
+        .chunks(g.in_image())
+        .zip(grad_out.chunks(g.out_image()));
     if !g.across_batch() {
         let mut dw = vec![T::zero(); weight_len];
         let mut cols = vec![T::zero(); cols_len];
@@ -238,14 +278,20 @@ fn weight_grad<T: Element>(g: &Geometry, input: &[T], grad_out: &[T]) -> Vec<T> 
     let mut partial = vec![T::zero(); g.batch * weight_len];
     partial
         .par_chunks_mut(weight_len)
-        .zip(input.par_chunks(g.in_image()).zip(grad_out.par_chunks(g.out_image())))
+        .zip(
+            input
+                .par_chunks(g.in_image())
+                .zip(grad_out.par_chunks(g.out_image())),
+        )
         .for_each_init(
             || vec![T::zero(); cols_len],
             |cols, (dw, (image, dy))| one_image(dw, image, dy, cols, false, false),
         );
     let mut dw = vec![T::zero(); weight_len];
     for image_dw in partial.chunks(weight_len) {
-        dw.iter_mut().zip(image_dw).for_each(|(acc, &v)| *acc = *acc + v);
+        dw.iter_mut()
+            .zip(image_dw)
+            .for_each(|(acc, &v)| *acc = *acc + v);
     }
     dw
 }
@@ -264,13 +310,33 @@ impl CustomOp2 for Conv2dOp {
         "mmgen-conv2d"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let g = Geometry::new(l1.dims(), l2.dims(), self.stride, self.padding)?;
         let shape = Shape::from((g.batch, g.out_channels, g.out_height(), g.out_width()));
-        dispatch2(s1, l1, s2, l2, |x, w| forward(&g, x, w), |x, w| forward(&g, x, w)).map(|s| (s, shape))
+        dispatch2(
+            s1,
+            l1,
+            s2,
+            l2,
+            |x, w| forward(&g, x, w),
+            |x, w| forward(&g, x, w),
+        )
+        .map(|s| (s, shape))
     }
 
-    fn bwd(&self, input: &Tensor, weight: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        input: &Tensor,
+        weight: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
         let g = Geometry::new(input.dims(), weight.dims(), self.stride, self.padding)?;
         let grad_input = grad.apply_op2_no_bwd(weight, &InputGrad(g))?;
@@ -287,10 +353,24 @@ impl CustomOp2 for InputGrad {
         "mmgen-conv2d-input-grad"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let g = self.0;
         let shape = Shape::from((g.batch, g.channels, g.height, g.width));
-        dispatch2(s1, l1, s2, l2, |dy, w| input_grad(&g, dy, w), |dy, w| input_grad(&g, dy, w)).map(|s| (s, shape))
+        dispatch2(
+            s1,
+            l1,
+            s2,
+            l2,
+            |dy, w| input_grad(&g, dy, w),
+            |dy, w| input_grad(&g, dy, w),
+        )
+        .map(|s| (s, shape))
     }
 }
 
@@ -302,16 +382,32 @@ impl CustomOp2 for WeightGrad {
         "mmgen-conv2d-weight-grad"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let g = self.0;
         let shape = Shape::from((g.out_channels, g.channels, g.kernel, g.kernel));
-        dispatch2(s1, l1, s2, l2, |x, dy| weight_grad(&g, x, dy), |x, dy| weight_grad(&g, x, dy)).map(|s| (s, shape))
+        dispatch2(
+            s1,
+            l1,
+            s2,
+            l2,
+            |x, dy| weight_grad(&g, x, dy),
+            |x, dy| weight_grad(&g, x, dy),
+        )
+        .map(|s| (s, shape))
     }
 }
 
 /// Convolves `input` with `weight` (no bias) on the CPU kernels above.
 pub fn conv2d(input: &Tensor, weight: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
-    input.contiguous()?.apply_op2(&weight.contiguous()?, Conv2dOp { stride, padding })
+    input
+        .contiguous()?
+        .apply_op2(&weight.contiguous()?, Conv2dOp { stride, padding })
 }
 
 #[cfg(test)]
@@ -322,20 +418,44 @@ mod tests {
 
     #[test]
     fn forward_matches_candle() {
-        for (stride, padding, kernel) in [(1, 1, 3), (2, 1, 3), (2, 0, 3), (1, 0, 1), (1, 2, 3), (3, 1, 3), (2, 0, 1)] {
+        for (stride, padding, kernel) in [
+            (1, 1, 3),
+            (2, 1, 3),
+            (2, 0, 3),
+            (1, 0, 1),
+            (1, 2, 3),
+            (3, 1, 3),
+            (2, 0, 1),
+        ] {
             let x = ramp(&[3, 4, 9, 8], DType::F32);
             let w = ramp(&[5, 4, kernel, kernel], DType::F32).sin().unwrap();
             let ours = conv2d(&x, &w, stride, padding).unwrap();
             let reference = x.conv2d(&w, padding, stride, 1, 1).unwrap();
             assert_eq!(ours.dims(), reference.dims());
-            let diff: f32 = (ours - reference).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap();
-            assert!(diff < 1e-4, "stride {stride} padding {padding} kernel {kernel}: diff {diff}");
+            let diff: f32 = (ours - reference)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+            assert!(
+                diff < 1e-4,
+                "stride {stride} padding {padding} kernel {kernel}: diff {diff}"
+            );
         }
     }
 
     #[test]
     fn gradients_match_finite_differences() {
-        for (stride, padding, kernel, batch) in [(1, 1, 3, 1), (2, 1, 3, 4), (1, 0, 1, 3), (2, 0, 3, 2), (1, 2, 3, 2)] {
+        for (stride, padding, kernel, batch) in [
+            (1, 1, 3, 1),
+            (2, 1, 3, 4),
+            (1, 0, 1, 3),
+            (2, 0, 3, 2),
+            (1, 2, 3, 2),
+        ] {
             let x = ramp(&[batch, 2, 5, 6], DType::F64);
             let w = ramp(&[3, 2, kernel, kernel], DType::F64).cos().unwrap();
             check_gradients(&[x, w], |t| conv2d(&t[0], &t[1], stride, padding).unwrap());

@@ -66,7 +66,13 @@ impl<'a, T> Mat<'a, T> {
 /// `dst = lhs * rhs` (or `dst += lhs * rhs` when `accumulate`), with `dst`
 /// row-major `m x n`. Panics if the shapes do not agree, which would be a
 /// bug in the caller, not bad input.
-pub fn matmul<T: Element>(dst: &mut [T], lhs: Mat<T>, rhs: Mat<T>, accumulate: bool, parallel: bool) {
+pub fn matmul<T: Element>(
+    dst: &mut [T],
+    lhs: Mat<T>,
+    rhs: Mat<T>,
+    accumulate: bool,
+    parallel: bool,
+) {
     let (m, k, lhs_rs, lhs_cs) = lhs.used();
     let (k2, n, rhs_rs, rhs_cs) = rhs.used();
     assert_eq!(k, k2, "matmul inner dimensions differ");
@@ -82,7 +88,11 @@ pub fn matmul<T: Element>(dst: &mut [T], lhs: Mat<T>, rhs: Mat<T>, accumulate: b
         }
         return;
     }
-    let parallelism = if parallel { Parallelism::Rayon(0) } else { Parallelism::None };
+    let parallelism = if parallel {
+        Parallelism::Rayon(0)
+    } else {
+        Parallelism::None
+    };
     // SAFETY: the asserts above guarantee that every index the kernel
     // touches, (m-1)*rs + (k-1)*cs and so on, lies inside each slice, and
     // `dst` is borrowed mutably so it cannot alias the inputs.
@@ -129,13 +139,22 @@ mod tests {
         }
         // (b^T)^T a^T... check transposed operands: c2 = b^T (4x3) * a^T (3x2) = (a b)^T.
         let mut c2 = vec![0.0; 8];
-        matmul(&mut c2, Mat::new(&b, 3, 4).t(), Mat::new(&a, 2, 3).t(), false, true);
+        matmul(
+            &mut c2,
+            Mat::new(&b, 3, 4).t(),
+            Mat::new(&a, 2, 3).t(),
+            false,
+            true,
+        );
         for i in 0..2 {
             for j in 0..4 {
                 assert_eq!(c2[j * 2 + i], c[i * 4 + j]);
             }
         }
         matmul(&mut c, Mat::new(&a, 2, 3), Mat::new(&b, 3, 4), true, false);
-        assert_eq!(c[7], 2.0 * (0..3).map(|k| a[3 + k] * b[k * 4 + 3]).sum::<f64>());
+        assert_eq!(
+            c[7],
+            2.0 * (0..3).map(|k| a[3 + k] * b[k * 4 + 3]).sum::<f64>()
+        );
     }
 }

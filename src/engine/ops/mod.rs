@@ -20,7 +20,10 @@ use candle_core::{CpuStorage, Layout, Result};
 pub(crate) fn contiguous_slice<'a, T>(data: &'a [T], layout: &Layout) -> Result<&'a [T]> {
     match layout.contiguous_offsets() {
         Some((start, end)) => Ok(&data[start..end]),
-        None => candle_core::bail!("mmgen kernels need contiguous tensors, got strides {:?}", layout.stride()),
+        None => candle_core::bail!(
+            "mmgen kernels need contiguous tensors, got strides {:?}",
+            layout.stride()
+        ),
     }
 }
 
@@ -48,13 +51,19 @@ pub(crate) fn dispatch2(
     f64_kernel: impl Fn(&[f64], &[f64]) -> Vec<f64>,
 ) -> Result<CpuStorage> {
     match (s1, s2) {
-        (CpuStorage::F32(a), CpuStorage::F32(b)) => {
-            Ok(CpuStorage::F32(f32_kernel(contiguous_slice(a, l1)?, contiguous_slice(b, l2)?)))
-        }
-        (CpuStorage::F64(a), CpuStorage::F64(b)) => {
-            Ok(CpuStorage::F64(f64_kernel(contiguous_slice(a, l1)?, contiguous_slice(b, l2)?)))
-        }
-        (a, b) => candle_core::bail!("mmgen kernels need two f32 or two f64 inputs, got {:?} and {:?}", a.dtype(), b.dtype()),
+        (CpuStorage::F32(a), CpuStorage::F32(b)) => Ok(CpuStorage::F32(f32_kernel(
+            contiguous_slice(a, l1)?,
+            contiguous_slice(b, l2)?,
+        ))),
+        (CpuStorage::F64(a), CpuStorage::F64(b)) => Ok(CpuStorage::F64(f64_kernel(
+            contiguous_slice(a, l1)?,
+            contiguous_slice(b, l2)?,
+        ))),
+        (a, b) => candle_core::bail!(
+            "mmgen kernels need two f32 or two f64 inputs, got {:?} and {:?}",
+            a.dtype(),
+            b.dtype()
+        ),
     }
 }
 
@@ -66,16 +75,20 @@ pub(crate) fn dispatch3(
 ) -> Result<CpuStorage> {
     let [(s1, l1), (s2, l2), (s3, l3)] = inputs;
     match (s1, s2, s3) {
-        (CpuStorage::F32(a), CpuStorage::F32(b), CpuStorage::F32(c)) => Ok(CpuStorage::F32(f32_kernel(
-            contiguous_slice(a, l1)?,
-            contiguous_slice(b, l2)?,
-            contiguous_slice(c, l3)?,
-        ))),
-        (CpuStorage::F64(a), CpuStorage::F64(b), CpuStorage::F64(c)) => Ok(CpuStorage::F64(f64_kernel(
-            contiguous_slice(a, l1)?,
-            contiguous_slice(b, l2)?,
-            contiguous_slice(c, l3)?,
-        ))),
+        (CpuStorage::F32(a), CpuStorage::F32(b), CpuStorage::F32(c)) => {
+            Ok(CpuStorage::F32(f32_kernel(
+                contiguous_slice(a, l1)?,
+                contiguous_slice(b, l2)?,
+                contiguous_slice(c, l3)?,
+            )))
+        }
+        (CpuStorage::F64(a), CpuStorage::F64(b), CpuStorage::F64(c)) => {
+            Ok(CpuStorage::F64(f64_kernel(
+                contiguous_slice(a, l1)?,
+                contiguous_slice(b, l2)?,
+                contiguous_slice(c, l3)?,
+            )))
+        }
         _ => candle_core::bail!("mmgen kernels need three f32 or three f64 inputs"),
     }
 }
@@ -87,15 +100,23 @@ pub(crate) mod tests {
     /// A deterministic, non-constant tensor.
     pub fn ramp(shape: &[usize], dtype: DType) -> Tensor {
         let n: usize = shape.iter().product();
-        let data: Vec<f64> = (0..n).map(|i| ((i * 37 % 101) as f64 / 50.0) - 1.0).collect();
-        Tensor::from_vec(data, shape, &Device::Cpu).unwrap().to_dtype(dtype).unwrap()
+        let data: Vec<f64> = (0..n)
+            .map(|i| ((i * 37 % 101) as f64 / 50.0) - 1.0)
+            .collect();
+        Tensor::from_vec(data, shape, &Device::Cpu)
+            .unwrap()
+            .to_dtype(dtype)
+            .unwrap()
     }
 
     /// Checks autograd gradients of `sum(f(inputs) * weights)` against
     /// central finite differences for every input (f64 tensors), at every
     /// second element.
     pub fn check_gradients(inputs: &[Tensor], f: impl Fn(&[Tensor]) -> Tensor) {
-        let vars: Vec<Var> = inputs.iter().map(|t| Var::from_tensor(t).unwrap()).collect();
+        let vars: Vec<Var> = inputs
+            .iter()
+            .map(|t| Var::from_tensor(t).unwrap())
+            .collect();
         let tensors: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
         let out = f(&tensors);
         let weights = ramp(out.dims(), DType::F64).sin().unwrap();
@@ -103,15 +124,22 @@ pub(crate) mod tests {
         let grads = loss(&out).backward().unwrap();
         let h = 1e-5;
         for (which, var) in vars.iter().enumerate() {
-            let grad = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("no gradient for input {which}"));
+            let grad = grads
+                .get(var.as_tensor())
+                .unwrap_or_else(|| panic!("no gradient for input {which}"));
             let grad = grad.flatten_all().unwrap().to_vec1::<f64>().unwrap();
-            let values = inputs[which].flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            let values = inputs[which]
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f64>()
+                .unwrap();
             for i in (0..values.len()).step_by(2) {
                 let eval = |delta: f64| {
                     let mut v = values.clone();
                     v[i] += delta;
                     let mut shifted = inputs.to_vec();
-                    shifted[which] = Tensor::from_vec(v, inputs[which].shape(), &Device::Cpu).unwrap();
+                    shifted[which] =
+                        Tensor::from_vec(v, inputs[which].shape(), &Device::Cpu).unwrap();
                     loss(&f(&shifted)).to_scalar::<f64>().unwrap()
                 };
                 let numeric = (eval(h) - eval(-h)) / (2.0 * h);

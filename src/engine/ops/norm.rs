@@ -86,7 +86,10 @@ fn backward<T: Element>(d: Dims, eps: f64, x: &[T], weight: &[T], dy: &[T]) -> V
     // order afterwards so the result does not depend on thread scheduling.
     let mut partial = vec![T::zero(); d.batch * d.channels * 2];
     dx.par_chunks_mut(d.group_len())
-        .zip(x.par_chunks(d.group_len()).zip(dy.par_chunks(d.group_len())))
+        .zip(
+            x.par_chunks(d.group_len())
+                .zip(dy.par_chunks(d.group_len())),
+        )
         .zip(partial.par_chunks_mut(cpg * 2))
         .enumerate()
         .for_each(|(index, ((dx, (x, dy)), sums))| {
@@ -113,7 +116,11 @@ fn backward<T: Element>(d: Dims, eps: f64, x: &[T], weight: &[T], dy: &[T]) -> V
             for c in 0..cpg {
                 let w = weight[group * cpg + c];
                 let range = c * d.spatial..(c + 1) * d.spatial;
-                for ((out, &xv), &g) in dx[range.clone()].iter_mut().zip(&x[range.clone()]).zip(&dy[range]) {
+                for ((out, &xv), &g) in dx[range.clone()]
+                    .iter_mut()
+                    .zip(&x[range.clone()])
+                    .zip(&dy[range])
+                {
                     let xhat = (xv - mean) * rstd;
                     *out = rstd * (g * w - mean_dxhat - xhat * mean_dxhat_xhat);
                 }
@@ -214,9 +221,18 @@ impl CustomOp3 for GroupNormGrad {
 
 /// Normalises `x` `(batch, channels, ...)` in `groups` and applies the
 /// per-channel affine `weight`, `bias`.
-pub fn group_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, groups: usize, eps: f64) -> Result<Tensor> {
-    x.contiguous()?
-        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, GroupNormOp { groups, eps })
+pub fn group_norm(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    groups: usize,
+    eps: f64,
+) -> Result<Tensor> {
+    x.contiguous()?.apply_op3(
+        &weight.contiguous()?,
+        &bias.contiguous()?,
+        GroupNormOp { groups, eps },
+    )
 }
 
 #[cfg(test)]
@@ -235,13 +251,24 @@ mod tests {
         let mean = grouped.mean_keepdim(D::Minus1).unwrap();
         let centred = grouped.broadcast_sub(&mean).unwrap();
         let var = centred.sqr().unwrap().mean_keepdim(D::Minus1).unwrap();
-        let normed = centred.broadcast_div(&(var + 1e-5).unwrap().sqrt().unwrap()).unwrap().reshape((2, 6, 3, 4)).unwrap();
+        let normed = centred
+            .broadcast_div(&(var + 1e-5).unwrap().sqrt().unwrap())
+            .unwrap()
+            .reshape((2, 6, 3, 4))
+            .unwrap();
         let reference = normed
             .broadcast_mul(&w.reshape((1, 6, 1, 1)).unwrap())
             .unwrap()
             .broadcast_add(&b.reshape((1, 6, 1, 1)).unwrap())
             .unwrap();
-        let diff: f32 = (ours - reference).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+        let diff: f32 = (ours - reference)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
         assert!(diff < 1e-5, "diff {diff}");
     }
 
@@ -250,6 +277,8 @@ mod tests {
         let x = ramp(&[3, 4, 2, 3], DType::F64);
         let w = ramp(&[4], DType::F64).exp().unwrap();
         let b = ramp(&[4], DType::F64).cos().unwrap();
-        check_gradients(&[x, w, b], |t| group_norm(&t[0], &t[1], &t[2], 2, 1e-5).unwrap());
+        check_gradients(&[x, w, b], |t| {
+            group_norm(&t[0], &t[1], &t[2], 2, 1e-5).unwrap()
+        });
     }
 }

@@ -18,11 +18,13 @@ fn sigmoid<T: Element>(x: T) -> T {
 
 fn silu_forward<T: Element>(x: &[T]) -> Vec<T> {
     let mut out = vec![T::zero(); x.len()];
-    out.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(y, x)| {
-        for (y, &x) in y.iter_mut().zip(x) {
-            *y = x * sigmoid(x);
-        }
-    });
+    out.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .for_each(|(y, x)| {
+            for (y, &x) in y.iter_mut().zip(x) {
+                *y = x * sigmoid(x);
+            }
+        });
     out
 }
 
@@ -48,7 +50,10 @@ impl CustomOp1 for Silu {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        Ok((dispatch1(s, l, silu_forward, silu_forward)?, l.shape().clone()))
+        Ok((
+            dispatch1(s, l, silu_forward, silu_forward)?,
+            l.shape().clone(),
+        ))
     }
 
     fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
@@ -64,8 +69,17 @@ impl CustomOp2 for SiluGrad {
         "mmgen-silu-grad"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        Ok((dispatch2(s1, l1, s2, l2, silu_backward, silu_backward)?, l1.shape().clone()))
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        Ok((
+            dispatch2(s1, l1, s2, l2, silu_backward, silu_backward)?,
+            l1.shape().clone(),
+        ))
     }
 }
 
@@ -97,9 +111,16 @@ fn softmax_backward<T: Element>(y: &[T], grad: &[T], width: usize) -> Vec<T> {
     let mut out = vec![T::zero(); y.len()];
     let rows_per_chunk = (CHUNK / width.max(1)).max(1);
     out.par_chunks_mut(rows_per_chunk * width)
-        .zip(y.par_chunks(rows_per_chunk * width).zip(grad.par_chunks(rows_per_chunk * width)))
+        .zip(
+            y.par_chunks(rows_per_chunk * width)
+                .zip(grad.par_chunks(rows_per_chunk * width)),
+        )
         .for_each(|(dx, (y, g))| {
-            for ((dx, y), g) in dx.chunks_mut(width).zip(y.chunks(width)).zip(g.chunks(width)) {
+            for ((dx, y), g) in dx
+                .chunks_mut(width)
+                .zip(y.chunks(width))
+                .zip(g.chunks(width))
+            {
                 let dot: T = y.iter().zip(g).map(|(&y, &g)| y * g).sum();
                 for ((dx, &y), &g) in dx.iter_mut().zip(y).zip(g) {
                     *dx = y * (g - dot);
@@ -124,7 +145,10 @@ impl CustomOp1 for SoftmaxLast {
     }
 
     fn bwd(&self, _x: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(res.contiguous()?.apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxGrad)?))
+        Ok(Some(
+            res.contiguous()?
+                .apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxGrad)?,
+        ))
     }
 }
 
@@ -136,7 +160,13 @@ impl CustomOp2 for SoftmaxGrad {
         "mmgen-softmax-grad"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let width = *l1.dims().last().unwrap_or(&1);
         let storage = dispatch2(
             s1,
@@ -162,7 +192,16 @@ mod tests {
     use candle_core::DType;
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().max_all().unwrap().to_dtype(DType::F32).unwrap().to_scalar().unwrap()
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap()
+            .to_scalar()
+            .unwrap()
     }
 
     #[test]
@@ -180,11 +219,15 @@ mod tests {
 
     #[test]
     fn silu_gradient_matches_finite_differences() {
-        check_gradients(&[(ramp(&[3, 8], DType::F64) * 3.0).unwrap()], |t| silu(&t[0]).unwrap());
+        check_gradients(&[(ramp(&[3, 8], DType::F64) * 3.0).unwrap()], |t| {
+            silu(&t[0]).unwrap()
+        });
     }
 
     #[test]
     fn softmax_gradient_matches_finite_differences() {
-        check_gradients(&[(ramp(&[2, 3, 5], DType::F64) * 2.0).unwrap()], |t| softmax_last(&t[0]).unwrap());
+        check_gradients(&[(ramp(&[2, 3, 5], DType::F64) * 2.0).unwrap()], |t| {
+            softmax_last(&t[0]).unwrap()
+        });
     }
 }

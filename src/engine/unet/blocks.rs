@@ -58,14 +58,30 @@ impl DownBlock {
         let mut attentions = Vec::new();
         for i in 0..layers {
             let cin = if i == 0 { in_channels } else { out_channels };
-            resnets.push(ResnetBlock2D::new(shared.resnet(cin, out_channels), vb.pp("resnets").pp(i))?);
+            resnets.push(ResnetBlock2D::new(
+                shared.resnet(cin, out_channels),
+                vb.pp("resnets").pp(i),
+            )?);
             if cross_attention {
                 let vb = vb.pp("attentions").pp(i);
-                attentions.push(Transformer2D::new(out_channels, shared.context_dim, shared.heads, shared.groups, vb)?);
+                attentions.push(Transformer2D::new(
+                    out_channels,
+                    shared.context_dim,
+                    shared.heads,
+                    shared.groups,
+                    vb,
+                )?);
             }
         }
         let downsampler = if downsample {
-            Some(nn::conv2d(out_channels, out_channels, 3, 2, 1, vb.pp("downsamplers.0.conv"))?)
+            Some(nn::conv2d(
+                out_channels,
+                out_channels,
+                3,
+                2,
+                1,
+                vb.pp("downsamplers.0.conv"),
+            )?)
         } else {
             None
         };
@@ -78,7 +94,12 @@ impl DownBlock {
 
     /// Returns the block output and every intermediate state the up path
     /// concatenates back (one per layer, plus the downsampled map).
-    pub fn forward(&self, xs: &Tensor, temb: &Tensor, context: &Tensor) -> Result<(Tensor, Vec<Tensor>)> {
+    pub fn forward(
+        &self,
+        xs: &Tensor,
+        temb: &Tensor,
+        context: &Tensor,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
         let mut xs = xs.clone();
         let mut skips = Vec::with_capacity(self.resnets.len() + 1);
         for (i, resnet) in self.resnets.iter().enumerate() {
@@ -109,7 +130,13 @@ impl MidBlock {
     pub fn new(channels: usize, shared: &BlockShared, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
             first: ResnetBlock2D::new(shared.resnet(channels, channels), vb.pp("resnets.0"))?,
-            attention: Transformer2D::new(channels, shared.context_dim, shared.heads, shared.groups, vb.pp("attentions.0"))?,
+            attention: Transformer2D::new(
+                channels,
+                shared.context_dim,
+                shared.heads,
+                shared.groups,
+                vb.pp("attentions.0"),
+            )?,
             second: ResnetBlock2D::new(shared.resnet(channels, channels), vb.pp("resnets.1"))?,
         })
     }
@@ -155,17 +182,38 @@ impl UpBlock {
         let mut resnets = Vec::with_capacity(layers + 1);
         let mut attentions = Vec::new();
         for i in 0..=layers {
-            let skip = if i == layers { channels.input } else { channels.output };
-            let from = if i == 0 { channels.prev_output } else { channels.output };
+            let skip = if i == layers {
+                channels.input
+            } else {
+                channels.output
+            };
+            let from = if i == 0 {
+                channels.prev_output
+            } else {
+                channels.output
+            };
             let cfg = shared.resnet(from + skip, channels.output);
             resnets.push(ResnetBlock2D::new(cfg, vb.pp("resnets").pp(i))?);
             if cross_attention {
                 let vb = vb.pp("attentions").pp(i);
-                attentions.push(Transformer2D::new(channels.output, shared.context_dim, shared.heads, shared.groups, vb)?);
+                attentions.push(Transformer2D::new(
+                    channels.output,
+                    shared.context_dim,
+                    shared.heads,
+                    shared.groups,
+                    vb,
+                )?);
             }
         }
         let upsampler = if upsample {
-            Some(nn::conv2d(channels.output, channels.output, 3, 1, 1, vb.pp("upsamplers.0.conv"))?)
+            Some(nn::conv2d(
+                channels.output,
+                channels.output,
+                3,
+                1,
+                1,
+                vb.pp("upsamplers.0.conv"),
+            )?)
         } else {
             None
         };
@@ -177,7 +225,13 @@ impl UpBlock {
     }
 
     /// Applies the block, taking skips from the end of `skips`.
-    pub fn forward(&self, xs: &Tensor, skips: &mut Vec<Tensor>, temb: &Tensor, context: &Tensor) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        xs: &Tensor,
+        skips: &mut Vec<Tensor>,
+        temb: &Tensor,
+        context: &Tensor,
+    ) -> Result<Tensor> {
         let mut xs = xs.clone();
         for (i, resnet) in self.resnets.iter().enumerate() {
             let Some(skip) = skips.pop() else {

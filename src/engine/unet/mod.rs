@@ -74,7 +74,9 @@ impl UNet {
         let channels = &cfg.block_out_channels;
         let levels = channels.len();
         if levels == 0 || cfg.cross_attention.len() != levels {
-            candle_core::bail!("unet: block_out_channels and cross_attention must have the same, non-zero length")
+            candle_core::bail!(
+                "unet: block_out_channels and cross_attention must have the same, non-zero length"
+            )
         }
         let c0 = channels[0];
         let temb = 4 * c0;
@@ -89,7 +91,15 @@ impl UNet {
         let mut previous = c0;
         for (i, &out) in channels.iter().enumerate() {
             let vb = vb.pp("down_blocks").pp(i);
-            let block = DownBlock::new(previous, out, cfg.layers_per_block, cfg.cross_attention[i], i + 1 < levels, &shared, vb)?;
+            let block = DownBlock::new(
+                previous,
+                out,
+                cfg.layers_per_block,
+                cfg.cross_attention[i],
+                i + 1 < levels,
+                &shared,
+                vb,
+            )?;
             down_blocks.push(block);
             previous = out;
         }
@@ -104,7 +114,14 @@ impl UNet {
             };
             let cross = cfg.cross_attention[levels - 1 - i];
             let vb = vb.pp("up_blocks").pp(i);
-            up_blocks.push(UpBlock::new(up_channels, cfg.layers_per_block, cross, i + 1 < levels, &shared, vb)?);
+            up_blocks.push(UpBlock::new(
+                up_channels,
+                cfg.layers_per_block,
+                cross,
+                i + 1 < levels,
+                &shared,
+                vb,
+            )?);
         }
 
         Ok(Self {
@@ -129,10 +146,17 @@ impl UNet {
     /// `(batch,)` (f32 steps of the training schedule) with `context`
     /// `(batch, len, cross_attention_dim)`. `h` and `w` must be divisible by
     /// 2 to the power of (levels - 1).
-    pub fn forward(&self, latents: &Tensor, timesteps: &Tensor, context: &Tensor) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        latents: &Tensor,
+        timesteps: &Tensor,
+        context: &Tensor,
+    ) -> Result<Tensor> {
         // 1. Timestep embedding.
         let temb = timestep_embedding(timesteps, self.config.block_out_channels[0])?;
-        let temb = self.time_linear_2.forward(&self.time_linear_1.forward(&temb)?.apply(&nn::Silu)?)?;
+        let temb = self
+            .time_linear_2
+            .forward(&self.time_linear_1.forward(&temb)?.apply(&nn::Silu)?)?;
 
         // 2. Input convolution.
         let mut xs = self.conv_in.forward(latents)?;
@@ -154,7 +178,8 @@ impl UNet {
         }
 
         // 6. Output head.
-        self.conv_out.forward(&self.conv_norm_out.forward(&xs)?.apply(&nn::Silu)?)
+        self.conv_out
+            .forward(&self.conv_norm_out.forward(&xs)?.apply(&nn::Silu)?)
     }
 }
 
@@ -168,7 +193,10 @@ pub fn timestep_embedding(timesteps: &Tensor, dim: usize) -> Result<Tensor> {
         .map(|i| (-(10000f64.ln()) * i as f64 / half as f64).exp() as f32)
         .collect();
     let freqs = Tensor::from_vec(exponent, (1, half), device)?;
-    let args = timesteps.to_dtype(DType::F32)?.unsqueeze(1)?.broadcast_mul(&freqs)?;
+    let args = timesteps
+        .to_dtype(DType::F32)?
+        .unsqueeze(1)?
+        .broadcast_mul(&freqs)?;
     Tensor::cat(&[args.cos()?, args.sin()?], 1)
 }
 
@@ -193,7 +221,11 @@ mod tests {
     #[test]
     fn output_has_latent_shape() {
         let map = VarMap::new();
-        let unet = UNet::new(&tiny(), VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu)).unwrap();
+        let unet = UNet::new(
+            &tiny(),
+            VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu),
+        )
+        .unwrap();
         let x = Tensor::zeros((2, 4, 8, 8), DType::F32, &Device::Cpu).unwrap();
         let t = Tensor::new(&[10f32, 500.0], &Device::Cpu).unwrap();
         let ctx = Tensor::zeros((2, 5, 12), DType::F32, &Device::Cpu).unwrap();
@@ -204,7 +236,11 @@ mod tests {
     #[test]
     fn tensor_names_follow_diffusers() {
         let map = VarMap::new();
-        UNet::new(&tiny(), VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu)).unwrap();
+        UNet::new(
+            &tiny(),
+            VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu),
+        )
+        .unwrap();
         let data = map.data().lock().unwrap();
         for name in [
             "conv_in.weight",

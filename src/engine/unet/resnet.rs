@@ -59,12 +59,19 @@ impl ResnetBlock2D {
     /// Applies the block; `temb` is `(batch, temb_channels)` when the block
     /// was built with a timestep projection.
     pub fn forward(&self, xs: &Tensor, temb: Option<&Tensor>) -> Result<Tensor> {
-        let mut h = self.conv1.forward(&self.norm1.forward(xs)?.apply(&nn::Silu)?)?;
+        let mut h = self
+            .conv1
+            .forward(&self.norm1.forward(xs)?.apply(&nn::Silu)?)?;
         if let (Some(proj), Some(temb)) = (&self.time_emb_proj, temb) {
-            let t = proj.forward(&temb.apply(&nn::Silu)?)?.unsqueeze(2)?.unsqueeze(3)?;
+            let t = proj
+                .forward(&temb.apply(&nn::Silu)?)?
+                .unsqueeze(2)?
+                .unsqueeze(3)?;
             h = h.broadcast_add(&t)?;
         }
-        let h = self.conv2.forward(&self.norm2.forward(&h)?.apply(&nn::Silu)?)?;
+        let h = self
+            .conv2
+            .forward(&self.norm2.forward(&h)?.apply(&nn::Silu)?)?;
         let shortcut = match &self.conv_shortcut {
             Some(conv) => conv.forward(xs)?,
             None => xs.clone(),

@@ -36,7 +36,8 @@ impl Attention {
         let q = self.to_q.forward(xs)?;
         let k = self.to_k.forward(context)?;
         let v = self.to_v.forward(context)?;
-        self.to_out.forward(&nn::attention(&q, &k, &v, self.heads, None)?)
+        self.to_out
+            .forward(&nn::attention(&q, &k, &v, self.heads, None)?)
     }
 }
 
@@ -68,10 +69,16 @@ impl BasicTransformerBlock {
 
     fn forward(&self, xs: &Tensor, context: &Tensor) -> Result<Tensor> {
         let xs = (xs + self.attn1.forward(&self.norm1.forward(xs)?, None)?)?;
-        let xs = (&xs + self.attn2.forward(&self.norm2.forward(&xs)?, Some(context))?)?;
+        let xs = (&xs
+            + self
+                .attn2
+                .forward(&self.norm2.forward(&xs)?, Some(context))?)?;
         let projected = self.ff_proj.forward(&self.norm3.forward(&xs)?)?;
         let half = projected.dim(D::Minus1)? / 2;
-        let (value, gate) = (projected.narrow(D::Minus1, 0, half)?, projected.narrow(D::Minus1, half, half)?);
+        let (value, gate) = (
+            projected.narrow(D::Minus1, 0, half)?,
+            projected.narrow(D::Minus1, half, half)?,
+        );
         let ff = self.ff_out.forward(&(value * gate.gelu()?)?)?;
         xs + ff
     }
@@ -89,11 +96,22 @@ pub struct Transformer2D {
 
 impl Transformer2D {
     /// `channels` must divide into `heads` and `groups`.
-    pub fn new(channels: usize, context_dim: usize, heads: usize, groups: usize, vb: VarBuilder) -> Result<Self> {
+    pub fn new(
+        channels: usize,
+        context_dim: usize,
+        heads: usize,
+        groups: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         Ok(Self {
             norm: GroupNorm::new(groups, channels, 1e-6, vb.pp("norm"))?,
             proj_in: nn::linear(channels, channels, true, vb.pp("proj_in"))?,
-            block: BasicTransformerBlock::new(channels, context_dim, heads, vb.pp("transformer_blocks.0"))?,
+            block: BasicTransformerBlock::new(
+                channels,
+                context_dim,
+                heads,
+                vb.pp("transformer_blocks.0"),
+            )?,
             proj_out: nn::linear(channels, channels, true, vb.pp("proj_out"))?,
         })
     }
@@ -106,7 +124,9 @@ impl Transformer2D {
         let h = self.proj_in.forward(&h)?;
         let h = self.block.forward(&h, context)?;
         let h = self.proj_out.forward(&h)?;
-        let h = h.transpose(1, 2)?.reshape((batch, channels, height, width))?;
+        let h = h
+            .transpose(1, 2)?
+            .reshape((batch, channels, height, width))?;
         h + xs
     }
 }
