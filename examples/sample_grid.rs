@@ -1,8 +1,8 @@
 //! Draws a grid of samples from a model, one row per prompt and one column
 //! per seed, to look at what the model follows.
 //!
-//! Run: `cargo run --release --example sample_grid -- OUT.png [MODEL_DIR]`
-//! (without MODEL_DIR, the built-in model).
+//! Run: `cargo run --release --example sample_grid -- OUT.png [MODEL_DIR|builtin] [GUIDANCE]`
+//! (without MODEL_DIR, the built-in model; without GUIDANCE, the model's default).
 
 use std::path::Path;
 
@@ -30,15 +30,18 @@ fn main() -> anyhow::Result<()> {
     let out = args
         .get(1)
         .context("usage: sample_grid OUT.png [MODEL_DIR]")?;
-    let model = match args.get(2) {
+    let model = match args.get(2).map(String::as_str) {
+        Some("builtin") | None => builtin::load(&Device::Cpu)?,
         Some(dir) => Model::from_dir(Path::new(dir))?,
-        None => builtin::load(&Device::Cpu)?,
     };
     let config = model.config().clone();
     let (c, h, w) = config.latent_shape();
     let options = SampleOptions {
         steps: config.default_steps,
-        guidance: config.default_guidance,
+        guidance: match args.get(3) {
+            Some(text) => text.parse().with_context(|| format!("invalid guidance {text:?}"))?,
+            None => config.default_guidance,
+        },
     };
     let edge = config.image_size as u32;
     let mut grid = RgbImage::new(edge * SEEDS as u32, edge * PROMPTS.len() as u32);
