@@ -12,7 +12,7 @@ use anyhow::Context;
 use candle_core::{Device, Tensor};
 use clap::Parser;
 use mmgen::engine::{Model, SampleOptions, builtin};
-use mmgen::eval::{Evaluation, evaluate};
+use mmgen::eval::{Tally, evaluate};
 use mmgen::watermark::plain_latent;
 use mmgen::world::{Language, SceneSampler, SceneSpec, Split, caption};
 
@@ -36,37 +36,9 @@ struct Args {
     train_split: bool,
 }
 
-/// Attribute counts for one language.
-#[derive(Default)]
-struct Tally {
-    objects: usize,
-    colour: usize,
-    shape: usize,
-    pairs: usize,
-    relation: usize,
-    scenes: usize,
-    all: usize,
-}
-
-impl Tally {
-    fn add(&mut self, evaluation: &Evaluation) {
-        self.objects += evaluation.colour_ok.len();
-        self.colour += evaluation.colour_ok.iter().filter(|&&ok| ok).count();
-        self.shape += evaluation.shape_ok.iter().filter(|&&ok| ok).count();
-        if let Some(ok) = evaluation.relation_ok {
-            self.pairs += 1;
-            self.relation += usize::from(ok);
-        }
-        self.scenes += 1;
-        self.all += usize::from(evaluation.all_ok);
-    }
-}
-
-fn percent(hits: usize, total: usize) -> String {
-    if total == 0 {
-        return "-".into();
-    }
-    format!("{:.1}%", 100.0 * hits as f64 / total as f64)
+/// Formats a percentage, or "-" when nothing was counted.
+fn percent(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".into(), |v| format!("{v:.1}%"))
 }
 
 /// Generates one image per caption, `BATCH` at a time; caption `i` starts
@@ -138,10 +110,10 @@ fn main() -> anyhow::Result<()> {
         println!(
             "{:<9} {:>8} {:>8} {:>9} {:>8}",
             format!("{language:?}"),
-            percent(tally.shape, tally.objects),
-            percent(tally.colour, tally.objects),
-            percent(tally.relation, tally.pairs),
-            percent(tally.all, tally.scenes),
+            percent(tally.shape_percent()),
+            percent(tally.colour_percent()),
+            percent(tally.relation_percent()),
+            percent(tally.all_percent()),
         );
     }
     Ok(())

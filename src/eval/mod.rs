@@ -18,10 +18,12 @@ mod colour;
 mod component;
 mod layout;
 mod shape;
+mod tally;
 
 pub use component::Component;
 pub use layout::relation_between;
 pub use shape::ShapeFeatures;
+pub use tally::Tally;
 
 use image::RgbImage;
 
@@ -164,36 +166,6 @@ mod tests {
     use super::*;
     use crate::world::{Colour, Language, SceneSampler, Split, caption, render};
 
-    /// Accuracy of each attribute over a set of scenes, in percent.
-    #[derive(Debug, Default)]
-    struct Tally {
-        objects: usize,
-        colour: usize,
-        shape: usize,
-        pairs: usize,
-        relation: usize,
-        scenes: usize,
-        all: usize,
-    }
-
-    impl Tally {
-        fn add(&mut self, evaluation: &Evaluation) {
-            self.objects += evaluation.colour_ok.len();
-            self.colour += evaluation.colour_ok.iter().filter(|&&ok| ok).count();
-            self.shape += evaluation.shape_ok.iter().filter(|&&ok| ok).count();
-            if let Some(ok) = evaluation.relation_ok {
-                self.pairs += 1;
-                self.relation += usize::from(ok);
-            }
-            self.scenes += 1;
-            self.all += usize::from(evaluation.all_ok);
-        }
-
-        fn percent(hits: usize, total: usize) -> f64 {
-            100.0 * hits as f64 / total.max(1) as f64
-        }
-    }
-
     /// Renders 250 scenes of each split at 64x64, optionally blurred, and
     /// tallies the evaluator's verdicts; prints every scene it gets wrong.
     fn tally_rendered(blur_sigma: Option<f32>) -> Tally {
@@ -220,10 +192,10 @@ mod tests {
         println!(
             "blur {blur_sigma:?}: colour {:.1}%, shape {:.1}%, relation {:.1}%, all {:.1}% \
              ({} objects, {} pairs, {} scenes)",
-            Tally::percent(tally.colour, tally.objects),
-            Tally::percent(tally.shape, tally.objects),
-            Tally::percent(tally.relation, tally.pairs),
-            Tally::percent(tally.all, tally.scenes),
+            tally.colour_percent().unwrap_or(0.0),
+            tally.shape_percent().unwrap_or(0.0),
+            tally.relation_percent().unwrap_or(0.0),
+            tally.all_percent().unwrap_or(0.0),
             tally.objects,
             tally.pairs,
             tally.scenes,
@@ -232,9 +204,9 @@ mod tests {
     }
 
     fn assert_accurate(tally: &Tally) {
-        let colour = Tally::percent(tally.colour, tally.objects);
-        let shape = Tally::percent(tally.shape, tally.objects);
-        let relation = Tally::percent(tally.relation, tally.pairs);
+        let colour = tally.colour_percent().unwrap_or(0.0);
+        let shape = tally.shape_percent().unwrap_or(0.0);
+        let relation = tally.relation_percent().unwrap_or(0.0);
         assert!(colour >= 99.0, "colour accuracy {colour:.1}% is under 99%");
         assert!(shape >= 99.0, "shape accuracy {shape:.1}% is under 99%");
         assert!(
