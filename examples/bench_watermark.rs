@@ -4,7 +4,7 @@
 //! false positives on the photos in `../shared/fixtures/photos`, for each
 //! number of inversion steps.
 //!
-//! Run: `cargo run --release --example bench_watermark -- [--images 16] [--steps 10,25,50]`
+//! Run: `cargo run --release --example bench_watermark -- [--images 16] [--steps 10,25,50] [--refinements 0]`
 
 use std::time::Instant;
 
@@ -71,6 +71,7 @@ fn main() -> anyhow::Result<()> {
         .split(',')
         .map(|s| s.parse().context("--steps"))
         .collect::<anyhow::Result<_>>()?;
+    let refinements: usize = arg("--refinements", "0").parse().context("--refinements")?;
     let model = builtin::load(&Device::Cpu)?;
     let key = WatermarkKey::new([7u8; 32]);
     let serials: Vec<u64> = (1..=count as u64).collect();
@@ -81,12 +82,16 @@ fn main() -> anyhow::Result<()> {
         serials: &serials,
     }];
 
-    println!("{count} generations, {} photos, threshold {:e}", photos.len(), watermark::DEFAULT_THRESHOLD);
+    println!(
+        "{count} generations, {} photos, threshold {:e}, {refinements} refinements per inversion step",
+        photos.len(),
+        watermark::DEFAULT_THRESHOLD
+    );
     println!("{:<22} {:>6} {:>10} {:>9} {:>8} {:>10}", "attack", "steps", "agreement", "detected", "serial", "s/detect");
     for &inversion_steps in &steps {
         let options = InversionOptions {
             steps: inversion_steps,
-            refinements: 0,
+            refinements,
         };
         for attack in attacks() {
             let mut agreement = 0.0;
