@@ -425,3 +425,39 @@ fn random_seed() -> u64 {
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::builtin;
+
+    /// Renders the PNG bytes that a ledger record's (key, serial, seed)
+    /// and default settings lead to.
+    fn render(model: &Model, key: &WatermarkKey, serial: u64, seed: u64) -> Vec<u8> {
+        let config = model.config();
+        let options = SampleOptions {
+            steps: config.default_steps,
+            guidance: config.default_guidance,
+        };
+        let latents = initial_latents(model, key, &[serial], &[seed]).unwrap();
+        let clean = model.sample(&latents, &["a red circle"], &options, &mut |_| {}).unwrap();
+        let image = &model.decode_latents(&clean).unwrap()[0];
+        media::encode(image, MediaFormat::Png, 95).unwrap()
+    }
+
+    #[test]
+    fn record_parameters_reproduce_output() {
+        let model = builtin::load(&candle_core::Device::Cpu).unwrap();
+        let key = WatermarkKey::new([3u8; 32]);
+        let first = render(&model, &key, 5, 42);
+        assert_eq!(first, render(&model, &key, 5, 42), "same record, different bytes");
+        assert_ne!(first, render(&model, &key, 6, 42), "another serial gave the same image");
+    }
+
+    #[test]
+    fn output_paths_number_each_image() {
+        let paths = output_paths(Path::new("out/x.png"), 2);
+        assert_eq!(paths, vec![PathBuf::from("out/x-1.png"), PathBuf::from("out/x-2.png")]);
+        assert_eq!(output_paths(Path::new("x.png"), 1), vec![PathBuf::from("x.png")]);
+    }
+}
