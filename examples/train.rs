@@ -84,7 +84,7 @@ struct Common {
 }
 
 impl Common {
-    /// The step this invocation trains up to.
+    /// Returns the step this invocation trains up to.
     fn last_step(&self) -> usize {
         self.stop_at.map_or(self.steps, |stop| stop.min(self.steps))
     }
@@ -244,25 +244,38 @@ fn train_vae(args: &VaeArgs) -> anyhow::Result<()> {
         let pixels = images_to_tensor(&images, IMAGE_SIZE, &device)?;
         let pixels = random_crops(&pixels, args.crop, common.seed, state.step)?;
         let stats = trainer.step(&pixels)?;
-        state.step = stats.step;
-        state.losses.push((stats.step, stats.loss));
-        if stats.step % 10 == 0 {
-            progress.report(&stats);
-        }
-        let stop = progress.out_of_time();
-        if stats.step % common.save_every == 0 || stats.step == common.last_step() || stop {
-            checkpoint::save(&common.run, &state, &trainer.adam, &trainer.ema)?;
-        }
-        if stop {
-            println!(
-                "time limit reached at step {}; rerun the same command to resume",
-                state.step
-            );
+        if after_step(common, &progress, &mut state, &stats, &trainer.adam, &trainer.ema)? {
             return Ok(());
         }
     }
     println!("autoencoder done at step {}", state.step);
     Ok(())
+}
+
+/// Records a finished step, reports it every 10 steps and saves a
+/// checkpoint when one is due. Returns true when the time limit ended the
+/// run, after saving.
+fn after_step(
+    common: &Common,
+    progress: &Progress,
+    state: &mut RunState,
+    stats: &StepStats,
+    adam: &mmgen::train::optim::AdamW,
+    ema: &mmgen::train::optim::Ema,
+) -> anyhow::Result<bool> {
+    state.step = stats.step;
+    state.losses.push((stats.step, stats.loss));
+    if stats.step % 10 == 0 {
+        progress.report(stats);
+    }
+    let stop = progress.out_of_time();
+    if stats.step % common.save_every == 0 || stats.step == common.last_step() || stop {
+        checkpoint::save(&common.run, state, adam, ema)?;
+    }
+    if stop {
+        println!("time limit reached at step {}; rerun the same command to resume", state.step);
+    }
+    Ok(stop)
 }
 
 fn resume(
@@ -279,7 +292,7 @@ fn resume(
             let state = checkpoint::restore(&folder, adam, ema, device)?;
             if state.stage != stage || state.seed != seed {
                 bail!(
-                    "{} holds a {} run with seed {}, not {stage} with seed {seed}",
+                    "{} contains a {} run with seed {}, not {stage} with seed {seed}",
                     run.display(),
                     state.stage,
                     state.seed
@@ -364,8 +377,8 @@ fn model_config(scaling_factor: f64) -> ModelConfig {
 }
 
 // NOTE: the resident memory of this stage grows by roughly 0.3 GB per
-// minute on the CPU (seen with candle 0.11 on a 2-core machine, cause not
-// found yet); stop it with --minutes and resume before memory runs out.
+// minute on the CPU (seen with candle 0.11 on a 2-core machine). The cause
+// is not found yet, so stop it with --minutes and resume in time.
 fn train_diffusion(args: &DiffusionArgs) -> anyhow::Result<()> {
     let device = Device::Cpu;
     let common = &args.common;
@@ -422,20 +435,7 @@ fn train_diffusion(args: &DiffusionArgs) -> anyhow::Result<()> {
             .mean
             * scaling)?;
         let stats = trainer.step(&latents, &captions)?;
-        state.step = stats.step;
-        state.losses.push((stats.step, stats.loss));
-        if stats.step % 10 == 0 {
-            progress.report(&stats);
-        }
-        let stop = progress.out_of_time();
-        if stats.step % common.save_every == 0 || stats.step == common.last_step() || stop {
-            checkpoint::save(&common.run, &state, &trainer.adam, &trainer.ema)?;
-        }
-        if stop {
-            println!(
-                "time limit reached at step {}; rerun the same command to resume",
-                state.step
-            );
+        if after_step(common, &progress, &mut state, &stats, &trainer.adam, &trainer.ema)? {
             return Ok(());
         }
     }
