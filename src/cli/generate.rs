@@ -14,7 +14,7 @@ use super::Context;
 
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
-    /// What the image should show, in English or Chinese, for example
+    /// Text prompt in English or Chinese, for example
     /// "a red circle above a blue square".
     prompt: String,
 
@@ -148,8 +148,9 @@ fn progress_bar(hidden: bool) -> ProgressBar {
     bar
 }
 
-/// The format named by `--format`, else by the output's extension, else
-/// PNG. A `--format` that contradicts the extension is an error.
+/// Returns the format named by `--format`, else by the output's
+/// extension, else PNG. A `--format` that contradicts the extension is an
+/// error.
 fn output_format(
     explicit: Option<FormatArg>,
     output: Option<&Path>,

@@ -55,7 +55,7 @@ enum Command {
     /// Generate images with a watermark, a ledger record and optionally a
     /// C2PA manifest.
     Generate(generate::GenerateArgs),
-    /// Report what every provenance layer says about image files.
+    /// Report the evidence of every provenance layer in image files.
     Verify(verify::VerifyArgs),
     /// Create, show or rotate the local signing and watermark keys.
     Keys {
@@ -143,7 +143,7 @@ impl Context {
     }
 }
 
-/// The notice printed when a key set has just been created.
+/// Returns the notice printed when a key set has just been created.
 pub fn created_message(home: &Home) -> String {
     format!(
         "created a local key set in {}: an Ed25519 CA, a C2PA signing certificate issued by it, \
@@ -180,8 +180,8 @@ fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// A UTC time as RFC 3339 to the second, for people; JSON output keeps
-/// the full precision.
+/// Formats a UTC time as RFC 3339 to the second, for people. JSON output
+/// keeps the full precision.
 pub fn time_text(time: &time::OffsetDateTime) -> String {
     let seconds = time.replace_nanosecond(0).unwrap_or(*time);
     seconds
@@ -205,8 +205,9 @@ fn init_logging(verbose: u8) {
         .init();
 }
 
-/// The error and its causes, each cause added only when the text so far
-/// does not already contain it (many errors repeat their source).
+/// Formats the error and its causes, adding each cause only when the text
+/// so far does not already contain it, because many errors repeat their
+/// source.
 fn error_text(err: &anyhow::Error) -> String {
     let mut text = err.to_string();
     for cause in err.chain().skip(1) {

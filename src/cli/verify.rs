@@ -1,4 +1,4 @@
-//! `mmgen verify`: report what every provenance layer says about files.
+//! `mmgen verify`: report the evidence of every provenance layer in files.
 //!
 //! Exit status: 0 provenance found and consistent (an intact file, or a
 //! modified copy traced through its watermark), 1 nothing found, 2 error,
@@ -182,7 +182,7 @@ fn read_trust_anchors(explicit: Option<&Path>, ctx: &Context) -> anyhow::Result<
     })?;
     if certificates == 0 {
         anyhow::bail!(
-            "{} holds no PEM certificates; pass a PEM file of root certificates",
+            "{} contains no PEM certificates; pass a PEM file of root certificates",
             path.display()
         );
     }

@@ -6,7 +6,7 @@ use crate::ledger::{Ledger, LedgerError, Record};
 use crate::manifest::{self, ManifestReport, ValidationState};
 use crate::watermark::Detection;
 
-/// What the C2PA layer showed.
+/// Evidence of the C2PA layer.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum ManifestFinding {
@@ -33,7 +33,7 @@ impl ManifestFinding {
         }
     }
 
-    /// The validation state, when a manifest was read.
+    /// Returns the validation state, when a manifest was read.
     pub fn state(&self) -> Option<ValidationState> {
         match self {
             ManifestFinding::Found(report) => Some(report.state),
@@ -41,13 +41,13 @@ impl ManifestFinding {
         }
     }
 
-    /// Whether a manifest was read and fails validation. A manifest stored
+    /// Returns whether a manifest was read and fails validation. A manifest stored
     /// remotely is not fetched, so it is not counted as failing.
     pub fn is_invalid(&self) -> bool {
         matches!(self, ManifestFinding::Found(r) if r.state == ValidationState::Invalid && r.remote_url.is_none())
     }
 
-    /// The mmgen generation assertion's serial, when present.
+    /// Returns the mmgen generation assertion's serial, when present.
     fn serial(&self) -> Option<u64> {
         match self {
             ManifestFinding::Found(report) => report.generation.as_ref().map(|g| g.serial),
@@ -56,7 +56,7 @@ impl ManifestFinding {
     }
 }
 
-/// What the watermark layer showed.
+/// Evidence of the watermark layer.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum WatermarkFinding {
@@ -70,7 +70,7 @@ pub enum WatermarkFinding {
 }
 
 impl WatermarkFinding {
-    /// Whether a watermark was found below the threshold.
+    /// Returns whether a watermark was found below the threshold.
     pub fn detected(&self) -> bool {
         matches!(self, WatermarkFinding::Checked(d) if d.detected)
     }
@@ -86,7 +86,7 @@ impl WatermarkFinding {
 /// The ledger record that a file points to.
 #[derive(Debug, Clone, Serialize)]
 pub struct LedgerFinding {
-    /// How the record was found: "file hash" or "watermark".
+    /// Lookup that found the record: "file hash" or "watermark".
     pub found_by: &'static str,
     /// Whether the file is byte-identical to the released output.
     pub byte_identical: bool,

@@ -52,7 +52,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    /// The process exit status documented for `mmgen verify`.
+    /// Returns the process exit status documented for `mmgen verify`.
     pub fn exit_code(self) -> u8 {
         match self {
             Verdict::Intact | Verdict::ModifiedCopy => 0,
@@ -87,7 +87,7 @@ pub struct Report {
     pub verdict: Verdict,
 }
 
-/// What verification checks against.
+/// Keys, ledger and settings that verification checks against.
 pub struct Verifier<'a> {
     /// The model whose inversion reads the watermark.
     pub model: &'a Model,

@@ -34,7 +34,7 @@ pub enum Colour {
     Pink,
 }
 
-/// Where the first shape of a two-shape scene lies relative to the second.
+/// Position of the first shape of a two-shape scene relative to the second.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Relation {
     LeftOf,
@@ -57,7 +57,7 @@ pub enum Language {
     Chinese,
 }
 
-/// Which part of the world a scene belongs to.
+/// Part of the world that a scene belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Split {
     /// Scenes without any held-out combination.
@@ -126,7 +126,7 @@ impl Shape {
 }
 
 impl Colour {
-    /// The colour's sRGB value in rendered images.
+    /// Returns the colour's sRGB value in rendered images.
     pub fn rgb(self) -> [u8; 3] {
         match self {
             Colour::Red => [220, 30, 30],
@@ -195,7 +195,7 @@ pub struct Object {
     pub size: Size,
 }
 
-/// What a caption says about a scene.
+/// Content of a scene as its caption states it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SceneSpec {
     /// One shape.
@@ -209,7 +209,7 @@ pub enum SceneSpec {
 }
 
 impl SceneSpec {
-    /// The objects of the scene, first one first.
+    /// Returns the objects of the scene, first one first.
     pub fn objects(&self) -> Vec<Object> {
         match *self {
             SceneSpec::Single(object) => vec![object],
@@ -217,7 +217,7 @@ impl SceneSpec {
         }
     }
 
-    /// The split this specification belongs to.
+    /// Returns the split this specification belongs to.
     pub fn split(&self) -> Split {
         let held_pair = self
             .objects()
@@ -276,7 +276,7 @@ pub struct Scene {
 }
 
 impl Scene {
-    /// What the scene's caption describes.
+    /// Returns what the scene's caption describes.
     pub fn spec(&self) -> &SceneSpec {
         &self.spec
     }
@@ -387,7 +387,7 @@ impl SceneSampler {
         }
     }
 
-    /// Places two shapes so that the relation holds with a clear margin:
+    /// Places two shapes so that the relation is true with a clear margin:
     /// along its axis the centres are at least the two radii apart, and
     /// across it they differ by less than that.
     fn place_pair(&mut self, first: Object, relation: Relation, second: Object) -> Vec<Placement> {
@@ -434,8 +434,8 @@ impl SceneSampler {
         }
     }
 
-    /// A small random rotation, so that triangles and stars stay upright
-    /// enough to be named by their shape.
+    /// Draws a small random rotation, so that triangles and stars stay
+    /// upright enough to be named by their shape.
     fn angle(&mut self) -> f32 {
         self.uniform(-0.3, 0.3)
     }
@@ -445,7 +445,7 @@ impl SceneSampler {
     }
 }
 
-/// The caption of a scene in one language.
+/// Writes the caption of a scene in one language.
 pub fn caption(spec: &SceneSpec, language: Language) -> String {
     match language {
         Language::English => english_caption(spec),
@@ -503,8 +503,9 @@ fn chinese_caption(spec: &SceneSpec) -> String {
     }
 }
 
-/// Every word that a caption can contain, English and Chinese, in a fixed
-/// order: the tokenizer vocabulary of models trained on this world.
+/// Lists every word that a caption can contain, English and Chinese, in a
+/// fixed order. It is the tokenizer vocabulary of models trained on this
+/// world.
 pub fn vocabulary() -> Vec<&'static str> {
     let mut words = vec![
         "a", "small", "large", "left", "right", "of", "above", "below",

@@ -28,8 +28,8 @@ pub fn render(scene: &Scene, size: u32) -> RgbImage {
     })
 }
 
-/// The colour at a point in unit coordinates; later shapes cover earlier
-/// ones.
+/// Returns the colour at a point in unit coordinates. Later shapes cover
+/// earlier ones.
 fn colour_at(scene: &Scene, x: f32, y: f32) -> [u8; 3] {
     let mut colour = background_at(&scene.background, x, y);
     for placement in &scene.placements {
@@ -55,7 +55,7 @@ fn background_at(background: &Background, x: f32, y: f32) -> [u8; 3] {
     }
 }
 
-/// Whether the point lies inside the placed shape.
+/// Returns whether the point lies inside the placed shape.
 fn contains(p: &Placement, x: f32, y: f32) -> bool {
     // Rotate the point into the shape's frame, with y up.
     let (dx, dy) = (x - p.x, p.y - y);
@@ -95,7 +95,8 @@ fn in_polygon(vertices: &[(f32, f32)], u: f32, v: f32) -> bool {
     })
 }
 
-/// A five-pointed star: its inner pentagon plus five triangular points.
+/// Tests a five-pointed star: its inner pentagon plus five triangular
+/// points.
 fn in_star(radius: f32, u: f32, v: f32) -> bool {
     let inner = radius * 0.45;
     let step = std::f32::consts::TAU / 10.0;
