@@ -58,8 +58,18 @@ fn attacks() -> Vec<Attack> {
         Attack {
             name: "resize 0.5 and back",
             apply: |i| {
-                let small = image::imageops::resize(i, i.width() / 2, i.height() / 2, image::imageops::FilterType::Triangle);
-                Ok(image::imageops::resize(&small, i.width(), i.height(), image::imageops::FilterType::CatmullRom))
+                let small = image::imageops::resize(
+                    i,
+                    i.width() / 2,
+                    i.height() / 2,
+                    image::imageops::FilterType::Triangle,
+                );
+                Ok(image::imageops::resize(
+                    &small,
+                    i.width(),
+                    i.height(),
+                    image::imageops::FilterType::CatmullRom,
+                ))
             },
         },
     ]
@@ -87,7 +97,10 @@ fn main() -> anyhow::Result<()> {
         photos.len(),
         watermark::DEFAULT_THRESHOLD
     );
-    println!("{:<22} {:>6} {:>10} {:>9} {:>8} {:>10}", "attack", "steps", "agreement", "detected", "serial", "s/detect");
+    println!(
+        "{:<22} {:>6} {:>10} {:>9} {:>8} {:>10}",
+        "attack", "steps", "agreement", "detected", "serial", "s/detect"
+    );
     for &inversion_steps in &steps {
         let options = InversionOptions {
             steps: inversion_steps,
@@ -101,11 +114,18 @@ fn main() -> anyhow::Result<()> {
             for (image, &serial) in images.iter().zip(&serials) {
                 let changed = (attack.apply)(image)?;
                 let latent = invert(&model, &changed, &options)?;
-                let detection = watermark::detect(&latent, &candidates, watermark::DEFAULT_THRESHOLD);
+                let detection =
+                    watermark::detect(&latent, &candidates, watermark::DEFAULT_THRESHOLD);
                 let pattern = watermark::sign_pattern(&key, serial, latent.len());
-                agreement += pattern.agreement(&watermark::BitPattern::from_signs(&latent)) as f64 / latent.len() as f64;
+                agreement += pattern.agreement(&watermark::BitPattern::from_signs(&latent)) as f64
+                    / latent.len() as f64;
                 detected += usize::from(detection.detected);
-                right_serial += usize::from(detection.payload.as_ref().is_some_and(|p| p.serial == serial));
+                right_serial += usize::from(
+                    detection
+                        .payload
+                        .as_ref()
+                        .is_some_and(|p| p.serial == serial),
+                );
             }
             let per = started.elapsed().as_secs_f64() / count as f64;
             println!(
@@ -118,10 +138,18 @@ fn main() -> anyhow::Result<()> {
         }
         let mut false_positives = 0;
         for photo in &photos {
-            let detection = watermark::detect(&invert(&model, photo, &options)?, &candidates, watermark::DEFAULT_THRESHOLD);
+            let detection = watermark::detect(
+                &invert(&model, photo, &options)?,
+                &candidates,
+                watermark::DEFAULT_THRESHOLD,
+            );
             false_positives += usize::from(detection.detected);
         }
-        println!("{:<22} {inversion_steps:>6} false positives {false_positives}/{}", "photos", photos.len());
+        println!(
+            "{:<22} {inversion_steps:>6} false positives {false_positives}/{}",
+            "photos",
+            photos.len()
+        );
     }
     Ok(())
 }
@@ -134,7 +162,9 @@ fn generate(model: &Model, key: &WatermarkKey, serials: &[u64]) -> anyhow::Resul
         .flat_map(|&serial| watermark::initial_latent(key, serial, 1000 + serial, c * h * w))
         .collect();
     let noise = Tensor::from_vec(values, (serials.len(), c, h, w), &Device::Cpu)?;
-    let prompts: Vec<&str> = (0..serials.len()).map(|i| PROMPTS[i % PROMPTS.len()]).collect();
+    let prompts: Vec<&str> = (0..serials.len())
+        .map(|i| PROMPTS[i % PROMPTS.len()])
+        .collect();
     let options = SampleOptions {
         steps: config.default_steps,
         guidance: config.default_guidance,
@@ -146,16 +176,24 @@ fn generate(model: &Model, key: &WatermarkKey, serials: &[u64]) -> anyhow::Resul
 fn invert(model: &Model, image: &RgbImage, options: &InversionOptions) -> anyhow::Result<Vec<f32>> {
     let input = media::to_model_input(image, model.config().image_size as u32);
     let latents = model.encode_images(&[input])?;
-    Ok(model.invert(&latents, options)?.flatten_all()?.to_vec1::<f32>()?)
+    Ok(model
+        .invert(&latents, options)?
+        .flatten_all()?
+        .to_vec1::<f32>()?)
 }
 
 fn read_photos() -> anyhow::Result<Vec<RgbImage>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let Some(dir) = [root.join("../shared/fixtures/photos"), root.join("../../shared/fixtures/photos")]
-        .into_iter()
-        .find(|d| d.is_dir())
-    else {
-        anyhow::bail!("the photos folder shared/fixtures/photos is missing beside {}", root.display());
+    let Some(dir) = [
+        root.join("../shared/fixtures/photos"),
+        root.join("../../shared/fixtures/photos"),
+    ]
+    .into_iter()
+    .find(|d| d.is_dir()) else {
+        anyhow::bail!(
+            "the photos folder shared/fixtures/photos is missing beside {}",
+            root.display()
+        );
     };
     let mut photos = Vec::new();
     for entry in std::fs::read_dir(&dir)? {

@@ -39,7 +39,9 @@ fn main() -> anyhow::Result<()> {
     let options = SampleOptions {
         steps: config.default_steps,
         guidance: match args.get(3) {
-            Some(text) => text.parse().with_context(|| format!("invalid guidance {text:?}"))?,
+            Some(text) => text
+                .parse()
+                .with_context(|| format!("invalid guidance {text:?}"))?,
             None => config.default_guidance,
         },
     };

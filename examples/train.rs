@@ -244,7 +244,14 @@ fn train_vae(args: &VaeArgs) -> anyhow::Result<()> {
         let pixels = images_to_tensor(&images, IMAGE_SIZE, &device)?;
         let pixels = random_crops(&pixels, args.crop, common.seed, state.step)?;
         let stats = trainer.step(&pixels)?;
-        if after_step(common, &progress, &mut state, &stats, &trainer.adam, &trainer.ema)? {
+        if after_step(
+            common,
+            &progress,
+            &mut state,
+            &stats,
+            &trainer.adam,
+            &trainer.ema,
+        )? {
             return Ok(());
         }
     }
@@ -273,7 +280,10 @@ fn after_step(
         checkpoint::save(&common.run, state, adam, ema)?;
     }
     if stop {
-        println!("time limit reached at step {}; rerun the same command to resume", state.step);
+        println!(
+            "time limit reached at step {}; rerun the same command to resume",
+            state.step
+        );
     }
     Ok(stop)
 }
@@ -435,7 +445,14 @@ fn train_diffusion(args: &DiffusionArgs) -> anyhow::Result<()> {
             .mean
             * scaling)?;
         let stats = trainer.step(&latents, &captions)?;
-        if after_step(common, &progress, &mut state, &stats, &trainer.adam, &trainer.ema)? {
+        if after_step(
+            common,
+            &progress,
+            &mut state,
+            &stats,
+            &trainer.adam,
+            &trainer.ema,
+        )? {
             return Ok(());
         }
     }

@@ -440,7 +440,9 @@ mod tests {
             guidance: config.default_guidance,
         };
         let latents = initial_latents(model, key, &[serial], &[seed]).unwrap();
-        let clean = model.sample(&latents, &["a red circle"], &options, &mut |_| {}).unwrap();
+        let clean = model
+            .sample(&latents, &["a red circle"], &options, &mut |_| {})
+            .unwrap();
         let image = &model.decode_latents(&clean).unwrap()[0];
         media::encode(image, MediaFormat::Png, 95).unwrap()
     }
@@ -450,14 +452,28 @@ mod tests {
         let model = builtin::load(&candle_core::Device::Cpu).unwrap();
         let key = WatermarkKey::new([3u8; 32]);
         let first = render(&model, &key, 5, 42);
-        assert_eq!(first, render(&model, &key, 5, 42), "same record, different bytes");
-        assert_ne!(first, render(&model, &key, 6, 42), "another serial gave the same image");
+        assert_eq!(
+            first,
+            render(&model, &key, 5, 42),
+            "same record, different bytes"
+        );
+        assert_ne!(
+            first,
+            render(&model, &key, 6, 42),
+            "another serial gave the same image"
+        );
     }
 
     #[test]
     fn output_paths_number_each_image() {
         let paths = output_paths(Path::new("out/x.png"), 2);
-        assert_eq!(paths, vec![PathBuf::from("out/x-1.png"), PathBuf::from("out/x-2.png")]);
-        assert_eq!(output_paths(Path::new("x.png"), 1), vec![PathBuf::from("x.png")]);
+        assert_eq!(
+            paths,
+            vec![PathBuf::from("out/x-1.png"), PathBuf::from("out/x-2.png")]
+        );
+        assert_eq!(
+            output_paths(Path::new("x.png"), 1),
+            vec![PathBuf::from("x.png")]
+        );
     }
 }
