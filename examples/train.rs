@@ -129,6 +129,7 @@ struct ExportArgs {
 }
 
 fn main() -> anyhow::Result<()> {
+    mmgen::alloc::retain_freed_pages();
     match Cli::parse().stage {
         Stage::Vae(args) => train_vae(&args),
         Stage::Diffusion(args) => train_diffusion(&args),
@@ -386,9 +387,6 @@ fn model_config(scaling_factor: f64) -> ModelConfig {
     }
 }
 
-// NOTE: the resident memory of this stage grows by roughly 0.3 GB per
-// minute on the CPU (seen with candle 0.11 on a 2-core machine). The cause
-// is not found yet, so stop it with --minutes and resume in time.
 fn train_diffusion(args: &DiffusionArgs) -> anyhow::Result<()> {
     let device = Device::Cpu;
     let common = &args.common;

@@ -115,8 +115,13 @@ impl AdamW {
             let Some(grad) = grads.get(var.as_tensor()) else {
                 continue;
             };
-            let m = ((&self.first[i] * self.beta1)? + (grad * (1.0 - self.beta1))?)?;
-            let v = ((&self.second[i] * self.beta2)? + (grad.sqr()? * (1.0 - self.beta2))?)?;
+            // Detached, so that no moment estimate keeps the previous
+            // step's computation graph (and through it every earlier
+            // estimate) alive.
+            let grad = grad.detach();
+            let m = ((&self.first[i] * self.beta1)? + (&grad * (1.0 - self.beta1))?)?.detach();
+            let v =
+                ((&self.second[i] * self.beta2)? + (grad.sqr()? * (1.0 - self.beta2))?)?.detach();
             let update = ((&m / correction1)? / ((&v / correction2)?.sqrt()? + self.eps)?)?;
             let decayed = (var.as_tensor() * (1.0 - lr * self.weight_decay))?;
             var.set(&(decayed - (update * lr)?)?)?;
@@ -176,7 +181,10 @@ impl Ema {
     pub fn update(&mut self, vars: &[(String, Var)], step: usize) -> Result<()> {
         let decay = self.decay.min((1 + step) as f64 / (10 + step) as f64);
         for ((_, shadow), (_, var)) in self.shadow.iter_mut().zip(vars) {
-            *shadow = ((&*shadow * decay)? + (var.as_tensor() * (1.0 - decay))?)?;
+            // Detached: an average built from the variable would otherwise
+            // record an operation that keeps every earlier average alive.
+            let current = var.as_tensor().detach();
+            *shadow = ((&*shadow * decay)? + (current * (1.0 - decay))?)?.detach();
         }
         Ok(())
     }
@@ -215,6 +223,25 @@ mod tests {
         assert!((schedule.at(9) - 1e-3).abs() < 1e-12);
         assert!((schedule.at(60) - 5.5e-4).abs() < 1e-9);
         assert!((schedule.at(110) - 1e-4).abs() < 1e-12);
+    }
+
+    #[test]
+    fn optimiser_state_keeps_no_graph() {
+        // A moment estimate or average that records its operation keeps
+        // every earlier step's tensors alive, so memory grows each step.
+        let x = Var::from_tensor(&Tensor::new(&[3.0f32, -2.0], &Device::Cpu).unwrap()).unwrap();
+        let vars = vec![("x".to_string(), x.clone())];
+        let mut adam = AdamW::new(vars.clone(), 0.01).unwrap();
+        let mut ema = Ema::new(&vars, 0.9).unwrap();
+        for step in 0..3 {
+            let loss = x.as_tensor().sqr().unwrap().sum_all().unwrap();
+            let grads = loss.backward().unwrap();
+            adam.step(&grads, 0.05).unwrap();
+            ema.update(&vars, step).unwrap();
+        }
+        for (name, tensor) in adam.state().iter().chain(ema.tensors().iter()) {
+            assert!(!tensor.track_op(), "{name} records its computation");
+        }
     }
 
     #[test]
