@@ -35,6 +35,7 @@ fn time<F: FnMut()>(label: &str, iters: usize, mut f: F) {
 }
 
 fn main() -> anyhow::Result<()> {
+    mmgen::alloc::retain_freed_pages();
     let batch = arg("--batch", 32);
     let iters = arg("--iters", 5);
     let device = Device::Cpu;

@@ -27,6 +27,7 @@ fn arg(name: &str, default: usize) -> usize {
 }
 
 fn main() -> anyhow::Result<()> {
+    mmgen::alloc::retain_freed_pages();
     let iters = arg("--iters", 5);
     let batch = arg("--batch", 8);
     let dir = tempfile::tempdir()?;

@@ -76,6 +76,7 @@ fn attacks() -> Vec<Attack> {
 }
 
 fn main() -> anyhow::Result<()> {
+    mmgen::alloc::retain_freed_pages();
     let count: usize = arg("--images", "16").parse().context("--images")?;
     let steps: Vec<usize> = arg("--steps", "10,25,50")
         .split(',')

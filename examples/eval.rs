@@ -68,6 +68,7 @@ fn generate(
 }
 
 fn main() -> anyhow::Result<()> {
+    mmgen::alloc::retain_freed_pages();
     let args = Args::parse();
     let model = match &args.model {
         Some(dir) => {

@@ -26,6 +26,7 @@ const PROMPTS: [&str; 8] = [
 const SEEDS: u64 = 6;
 
 fn main() -> anyhow::Result<()> {
+    mmgen::alloc::retain_freed_pages();
     let args: Vec<String> = std::env::args().collect();
     let out = args
         .get(1)

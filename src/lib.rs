@@ -5,6 +5,7 @@
 //! manifest, and a record in a tamper-evident ledger. The modules below are
 //! those layers and the engine itself; `src/main.rs` is the command line.
 
+pub mod alloc;
 pub mod engine;
 pub mod eval;
 pub mod generation;

@@ -4,5 +4,6 @@
 mod cli;
 
 fn main() -> std::process::ExitCode {
+    mmgen::alloc::retain_freed_pages();
     cli::main()
 }
