@@ -7,10 +7,10 @@
 //! instead (`causal: true`).
 
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{Embedding, Linear, VarBuilder};
+use candle_nn::{Embedding, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use super::nn::{self, LayerNorm};
+use super::nn::{self, LayerNorm, Linear};
 
 /// Shape of the text encoder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,7 +90,7 @@ impl EncoderLayer {
         let attended = nn::attention(&q, &k, &v, self.heads, Some(mask))?;
         let xs = (xs + self.out_proj.forward(&attended)?)?;
         let h = self.layer_norm2.forward(&xs)?;
-        let h = self.fc2.forward(&self.fc1.forward(&h)?.gelu()?)?;
+        let h = self.fc2.forward(&nn::gelu(&self.fc1.forward(&h)?)?)?;
         xs + h
     }
 }

@@ -78,6 +78,16 @@ impl LayerNorm {
 
 impl Module for LayerNorm {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        if xs.device().is_cpu() {
+            // Over the last axis this is a group norm with one group of
+            // `dim` channels and one position per row.
+            let dims = xs.dims().to_vec();
+            let dim = *dims.last().unwrap_or(&0);
+            let rows = xs.elem_count() / dim.max(1);
+            let grouped = xs.reshape((rows, dim, 1))?;
+            return ops::norm::group_norm(&grouped, &self.weight, &self.bias, 1, self.eps)?
+                .reshape(dims);
+        }
         let mean = xs.mean_keepdim(D::Minus1)?;
         let centred = xs.broadcast_sub(&mean)?;
         let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
@@ -88,18 +98,59 @@ impl Module for LayerNorm {
     }
 }
 
-/// A linear layer with the given bias setting.
-pub fn linear(
-    in_dim: usize,
-    out_dim: usize,
-    bias: bool,
-    vb: VarBuilder,
-) -> Result<candle_nn::Linear> {
-    if bias {
-        candle_nn::linear(in_dim, out_dim, vb)
-    } else {
-        candle_nn::linear_no_bias(in_dim, out_dim, vb)
+/// A fully connected layer, as `torch.nn.Linear` (tensor names `weight`
+/// `(out, in)` and `bias` `(out,)`). On the CPU its bias runs on
+/// `ops::bias`.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Module for Linear {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let dims = xs.dims().to_vec();
+        let Some((&in_dim, leading)) = dims.split_last() else {
+            candle_core::bail!("linear: input must have at least one axis")
+        };
+        let rows: usize = leading.iter().product();
+        let out = xs
+            .contiguous()?
+            .reshape((rows, in_dim))?
+            .matmul(&self.weight.t()?)?;
+        let out = match &self.bias {
+            Some(bias) if out.device().is_cpu() => ops::bias::add_channel_bias(&out, bias)?,
+            Some(bias) => out.broadcast_add(bias)?,
+            None => out,
+        };
+        let mut out_dims = leading.to_vec();
+        out_dims.push(out.dim(1)?);
+        out.reshape(out_dims)
     }
+}
+
+/// A linear layer with the given bias setting, initialised as candle-nn
+/// and PyTorch do (Kaiming weights, uniform bias in +-1/sqrt(in_dim)).
+pub fn linear(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> Result<Linear> {
+    let weight = vb.get_with_hints(
+        (out_dim, in_dim),
+        "weight",
+        candle_nn::init::DEFAULT_KAIMING_NORMAL,
+    )?;
+    let bias = if bias {
+        let bound = 1.0 / (in_dim as f64).sqrt();
+        Some(vb.get_with_hints(
+            out_dim,
+            "bias",
+            candle_nn::Init::Uniform {
+                lo: -bound,
+                up: bound,
+            },
+        )?)
+    } else {
+        None
+    };
+    Ok(Linear { weight, bias })
 }
 
 /// A 2-D convolution with a square kernel, as `torch.nn.Conv2d` (tensor
@@ -120,6 +171,7 @@ impl Module for Conv2d {
             xs.conv2d(&self.weight, self.padding, self.stride, 1, 1)?
         };
         match &self.bias {
+            Some(bias) if out.device().is_cpu() => ops::bias::add_channel_bias(&out, bias),
             Some(bias) => out.broadcast_add(&bias.reshape((1, (), 1, 1))?),
             None => Ok(out),
         }
@@ -169,6 +221,28 @@ impl Module for Silu {
         } else {
             xs.silu()
         }
+    }
+}
+
+/// GELU (tanh approximation); on `ops::pointwise` on the CPU.
+pub fn gelu(xs: &Tensor) -> Result<Tensor> {
+    if xs.device().is_cpu() {
+        ops::pointwise::gelu_tanh(xs)
+    } else {
+        xs.gelu()
+    }
+}
+
+/// GEGLU: splits the last dimension into `[value | gate]` halves and
+/// returns `value * gelu(gate)`; on `ops::pointwise` on the CPU.
+pub fn geglu(xs: &Tensor) -> Result<Tensor> {
+    if xs.device().is_cpu() {
+        ops::pointwise::geglu(xs)
+    } else {
+        let half = xs.dim(D::Minus1)? / 2;
+        let value = xs.narrow(D::Minus1, 0, half)?;
+        let gate = xs.narrow(D::Minus1, half, half)?;
+        value * gate.gelu()?
     }
 }
 

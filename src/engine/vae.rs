@@ -5,10 +5,10 @@
 //! log-variance, so watermark detection can encode deterministically.
 
 use candle_core::{D, Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
-use super::nn::{self, Conv2d, GroupNorm};
+use super::nn::{self, Conv2d, GroupNorm, Linear};
 use super::unet::{ResnetBlock2D, ResnetConfig};
 
 /// Shape of the autoencoder.

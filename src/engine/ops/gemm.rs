@@ -7,17 +7,29 @@ use gemm::Parallelism;
 pub trait Element: num_traits::Float + Send + Sync + 'static + std::iter::Sum {
     /// Converts from f64 (for constants such as epsilons).
     fn of(value: f64) -> Self;
+
+    /// Hyperbolic tangent, fast where the type allows: f32 uses
+    /// `super::fast::tanh` (absolute error below 2e-7), f64 the exact one.
+    fn tanh_fast(self) -> Self;
 }
 
 impl Element for f32 {
     fn of(value: f64) -> Self {
         value as f32
     }
+
+    fn tanh_fast(self) -> Self {
+        super::fast::tanh(self)
+    }
 }
 
 impl Element for f64 {
     fn of(value: f64) -> Self {
         value
+    }
+
+    fn tanh_fast(self) -> Self {
+        self.tanh()
     }
 }
 

@@ -13,10 +13,10 @@ pub use resnet::{ResnetBlock2D, ResnetConfig};
 pub use transformer::Attention;
 
 use candle_core::{DType, Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
-use super::nn::{self, Conv2d, GroupNorm};
+use super::nn::{self, Conv2d, GroupNorm, Linear};
 use blocks::{BlockShared, DownBlock, MidBlock, UpBlock, UpChannels};
 
 /// Shape of the UNet.

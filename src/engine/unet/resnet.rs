@@ -2,9 +2,9 @@
 //! optionally conditioned on the timestep embedding.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
 
-use crate::engine::nn::{self, Conv2d, GroupNorm};
+use crate::engine::nn::{self, Conv2d, GroupNorm, Linear};
 
 /// Configuration of one residual block.
 #[derive(Debug, Clone, Copy)]
@@ -63,11 +63,12 @@ impl ResnetBlock2D {
             .conv1
             .forward(&self.norm1.forward(xs)?.apply(&nn::Silu)?)?;
         if let (Some(proj), Some(temb)) = (&self.time_emb_proj, temb) {
-            let t = proj
-                .forward(&temb.apply(&nn::Silu)?)?
-                .unsqueeze(2)?
-                .unsqueeze(3)?;
-            h = h.broadcast_add(&t)?;
+            let t = proj.forward(&temb.apply(&nn::Silu)?)?;
+            h = if h.device().is_cpu() {
+                crate::engine::ops::bias::add_channel_bias(&h, &t)?
+            } else {
+                h.broadcast_add(&t.unsqueeze(2)?.unsqueeze(3)?)?
+            };
         }
         let h = self
             .conv2

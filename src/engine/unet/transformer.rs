@@ -2,10 +2,10 @@
 //! cross-attention to the text encoder's hidden states, then a GEGLU
 //! feed-forward layer, with diffusers' tensor names.
 
-use candle_core::{D, Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_core::{Module, Result, Tensor};
+use candle_nn::VarBuilder;
 
-use crate::engine::nn::{self, GroupNorm, LayerNorm};
+use crate::engine::nn::{self, GroupNorm, LayerNorm, Linear};
 
 /// `Attention` with `to_q`, `to_k`, `to_v` (no bias) and `to_out.0`.
 #[derive(Debug, Clone)]
@@ -74,12 +74,7 @@ impl BasicTransformerBlock {
                 .attn2
                 .forward(&self.norm2.forward(&xs)?, Some(context))?)?;
         let projected = self.ff_proj.forward(&self.norm3.forward(&xs)?)?;
-        let half = projected.dim(D::Minus1)? / 2;
-        let (value, gate) = (
-            projected.narrow(D::Minus1, 0, half)?,
-            projected.narrow(D::Minus1, half, half)?,
-        );
-        let ff = self.ff_out.forward(&(value * gate.gelu()?)?)?;
+        let ff = self.ff_out.forward(&nn::geglu(&projected)?)?;
         xs + ff
     }
 }
