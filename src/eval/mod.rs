@@ -110,13 +110,12 @@ pub fn evaluate(image: &RgbImage, spec: &SceneSpec) -> Result<Evaluation, EvalEr
         .map(|(object, found)| found.as_ref().is_some_and(|f| f.shape == object.shape))
         .collect();
     let found_relation = match found.as_slice() {
-        [Some(first), Some(second)] => Some(relation_between(first.centroid, second.centroid)),
+        [Some(first), Some(second), ..] => Some(relation_between(first.centroid, second.centroid)),
         _ => None,
     };
-    let relation_ok = match *spec {
-        SceneSpec::Single(_) => None,
-        SceneSpec::Pair { relation, .. } => Some(found_relation == Some(relation)),
-    };
+    let relation_ok = spec
+        .relation()
+        .map(|(_, relation, _)| found_relation == Some(relation));
     let all_ok = colour_ok.iter().chain(&shape_ok).all(|&ok| ok) && relation_ok != Some(false);
 
     tracing::trace!(?colour_ok, ?shape_ok, ?relation_ok, "evaluated image");

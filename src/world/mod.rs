@@ -1,14 +1,18 @@
 //! The procedural world of coloured shapes that the built-in model is
 //! trained on: scenes, captions in English and Chinese, and rendering.
 //!
-//! A scene has one or two shapes; with two, the caption states where the
-//! first lies relative to the second. A fixed set of colour-shape pairs and
-//! relation triples never appears in the training split, so that an
-//! evaluation can ask for combinations the model has not seen.
+//! A scene has one to three shapes; with two or three, the caption states
+//! where the first lies relative to the second, and a third shape lies
+//! anywhere else. A fixed set of colour-shape pairs and relation triples
+//! never appears in the training split, so that an evaluation can ask for
+//! combinations the model has not seen. Every surface carries a smooth
+//! grain (see `texture.rs` for why).
 
 mod render;
+mod texture;
 
 pub use render::render;
+pub use texture::Texture;
 
 use crate::watermark::noise::NoiseStream;
 
@@ -206,6 +210,14 @@ pub enum SceneSpec {
         relation: Relation,
         second: Object,
     },
+    /// Three shapes: `first` lies `relation` `second`, and `third`, whose
+    /// colour differs from both, lies anywhere else.
+    Triple {
+        first: Object,
+        relation: Relation,
+        second: Object,
+        third: Object,
+    },
 }
 
 impl SceneSpec {
@@ -214,6 +226,30 @@ impl SceneSpec {
         match *self {
             SceneSpec::Single(object) => vec![object],
             SceneSpec::Pair { first, second, .. } => vec![first, second],
+            SceneSpec::Triple {
+                first,
+                second,
+                third,
+                ..
+            } => vec![first, second, third],
+        }
+    }
+
+    /// Returns the stated relation `(first, relation, second)`, if any.
+    pub fn relation(&self) -> Option<(Object, Relation, Object)> {
+        match *self {
+            SceneSpec::Single(_) => None,
+            SceneSpec::Pair {
+                first,
+                relation,
+                second,
+            }
+            | SceneSpec::Triple {
+                first,
+                relation,
+                second,
+                ..
+            } => Some((first, relation, second)),
         }
     }
 
@@ -223,14 +259,9 @@ impl SceneSpec {
             .objects()
             .iter()
             .any(|o| HELD_OUT_PAIRS.contains(&(o.colour, o.shape)));
-        let held_triple = match *self {
-            SceneSpec::Pair {
-                first,
-                relation,
-                second,
-            } => HELD_OUT_TRIPLES.contains(&(first.shape, relation, second.shape)),
-            SceneSpec::Single(_) => false,
-        };
+        let held_triple = self.relation().is_some_and(|(first, relation, second)| {
+            HELD_OUT_TRIPLES.contains(&(first.shape, relation, second.shape))
+        });
         if held_pair || held_triple {
             Split::HeldOut
         } else {
@@ -273,6 +304,8 @@ pub struct Scene {
     spec: SceneSpec,
     pub background: Background,
     pub placements: Vec<Placement>,
+    /// Grain added over the whole image.
+    pub texture: Texture,
 }
 
 impl Scene {
@@ -282,8 +315,13 @@ impl Scene {
     }
 }
 
-/// Background grey levels, all far from every shape colour in saturation.
-const GREYS: [u8; 4] = [20, 70, 120, 175];
+/// Background grey levels, all far from every shape colour in saturation
+/// and far enough from black and white that the grain is rarely clipped.
+const GREYS: [u8; 4] = [36, 84, 132, 180];
+
+/// Attempts at placing a third shape clear of the other two before the
+/// whole layout is drawn again.
+const THIRD_SHAPE_ATTEMPTS: usize = 40;
 
 /// A deterministic generator of scenes.
 pub struct SceneSampler {
@@ -294,7 +332,7 @@ impl SceneSampler {
     /// Starts the generator for `seed`.
     pub fn new(seed: u64) -> Self {
         Self {
-            rng: NoiseStream::with_domain(b"mmgen world v1", seed),
+            rng: NoiseStream::with_domain(b"mmgen world v2", seed),
         }
     }
 
@@ -308,37 +346,42 @@ impl SceneSampler {
         }
     }
 
-    /// Lays out a given specification with random positions and background.
+    /// Lays out a given specification with random positions, background
+    /// and grain.
     pub fn place(&mut self, spec: SceneSpec) -> Scene {
         let background = self.sample_background();
         let placements = match spec {
-            SceneSpec::Single(object) => {
-                let radius = self.radius(object.size);
-                let margin = radius + 0.04;
-                vec![Placement {
-                    object,
-                    x: self.uniform(margin, 1.0 - margin),
-                    y: self.uniform(margin, 1.0 - margin),
-                    radius,
-                    angle: self.angle(),
-                }]
-            }
+            SceneSpec::Single(object) => vec![self.place_single(object)],
             SceneSpec::Pair {
                 first,
                 relation,
                 second,
             } => self.place_pair(first, relation, second),
+            SceneSpec::Triple {
+                first,
+                relation,
+                second,
+                third,
+            } => self.place_triple(first, relation, second, third),
         };
+        let strength = self.uniform(0.7, 1.3);
+        let texture = Texture::sample(&mut self.rng, strength);
         Scene {
             spec,
             background,
             placements,
+            texture,
         }
     }
 
     fn sample_spec(&mut self) -> SceneSpec {
         let first = self.sample_object();
-        if self.rng.next_below(3) == 0 {
+        let count = match self.rng.next_below(10) {
+            0..=2 => 1,
+            3..=6 => 2,
+            _ => 3,
+        };
+        if count == 1 {
             return SceneSpec::Single(first);
         }
         let second = loop {
@@ -348,10 +391,61 @@ impl SceneSampler {
             }
         };
         let relation = RELATIONS[self.rng.next_below(4) as usize];
-        SceneSpec::Pair {
+        if count == 2 {
+            return SceneSpec::Pair {
+                first,
+                relation,
+                second,
+            };
+        }
+        let third = loop {
+            let candidate = self.sample_object();
+            if candidate.colour != first.colour && candidate.colour != second.colour {
+                break candidate;
+            }
+        };
+        SceneSpec::Triple {
             first,
             relation,
             second,
+            third,
+        }
+    }
+
+    fn place_single(&mut self, object: Object) -> Placement {
+        let radius = self.radius(object.size);
+        let margin = radius + 0.04;
+        Placement {
+            object,
+            x: self.uniform(margin, 1.0 - margin),
+            y: self.uniform(margin, 1.0 - margin),
+            radius,
+            angle: self.angle(),
+        }
+    }
+
+    /// Places a related pair, then the third shape where it overlaps
+    /// neither; when no such place turns up, the pair is placed again.
+    fn place_triple(
+        &mut self,
+        first: Object,
+        relation: Relation,
+        second: Object,
+        third: Object,
+    ) -> Vec<Placement> {
+        loop {
+            let mut placements = self.place_pair(first, relation, second);
+            for _ in 0..THIRD_SHAPE_ATTEMPTS {
+                let candidate = self.place_single(third);
+                let clear = placements.iter().all(|p| {
+                    let distance = (p.x - candidate.x).hypot(p.y - candidate.y);
+                    distance > p.radius + candidate.radius + 0.03
+                });
+                if clear {
+                    placements.push(candidate);
+                    return placements;
+                }
+            }
         }
     }
 
@@ -467,14 +561,24 @@ fn english_caption(spec: &SceneSpec) -> String {
             first,
             relation,
             second,
-        } => {
-            format!(
-                "{} {} {}",
-                phrase(first),
-                relation.english(),
-                phrase(second)
-            )
-        }
+        } => format!(
+            "{} {} {}",
+            phrase(first),
+            relation.english(),
+            phrase(second)
+        ),
+        SceneSpec::Triple {
+            first,
+            relation,
+            second,
+            third,
+        } => format!(
+            "{} {} {} and {}",
+            phrase(first),
+            relation.english(),
+            phrase(second),
+            phrase(third)
+        ),
     }
 }
 
@@ -492,14 +596,24 @@ fn chinese_caption(spec: &SceneSpec) -> String {
             first,
             relation,
             second,
-        } => {
-            format!(
-                "一个{}在{}的{}",
-                phrase(first),
-                phrase(second),
-                relation.chinese()
-            )
-        }
+        } => format!(
+            "一个{}在{}的{}",
+            phrase(first),
+            phrase(second),
+            relation.chinese()
+        ),
+        SceneSpec::Triple {
+            first,
+            relation,
+            second,
+            third,
+        } => format!(
+            "一个{}在{}的{}，还有一个{}",
+            phrase(first),
+            phrase(second),
+            relation.chinese(),
+            phrase(third)
+        ),
     }
 }
 
@@ -508,11 +622,11 @@ fn chinese_caption(spec: &SceneSpec) -> String {
 /// world.
 pub fn vocabulary() -> Vec<&'static str> {
     let mut words = vec![
-        "a", "small", "large", "left", "right", "of", "above", "below",
+        "a", "small", "large", "left", "right", "of", "above", "below", "and",
     ];
     words.extend(COLOURS.iter().map(|c| c.english()));
     words.extend(SHAPES.iter().map(|s| s.english()));
-    words.extend(["一个", "小", "大", "在", "的"]);
+    words.extend(["一个", "小", "大", "在", "的", "，", "还有"]);
     words.extend(COLOURS.iter().map(|c| c.chinese()));
     words.extend(SHAPES.iter().map(|s| s.chinese()));
     words.extend(RELATIONS.iter().map(|r| r.chinese()));
@@ -547,6 +661,56 @@ mod tests {
             caption(&spec, Language::Chinese),
             "一个大红色圆在小蓝色正方形的上方"
         );
+    }
+
+    #[test]
+    fn triple_captions_in_both_languages() {
+        let object = |shape, colour, size| Object {
+            shape,
+            colour,
+            size,
+        };
+        let spec = SceneSpec::Triple {
+            first: object(Shape::Circle, Colour::Red, Size::Small),
+            relation: Relation::LeftOf,
+            second: object(Shape::Square, Colour::Blue, Size::Large),
+            third: object(Shape::Star, Colour::Green, Size::Small),
+        };
+        assert_eq!(
+            caption(&spec, Language::English),
+            "a small red circle left of a large blue square and a small green star"
+        );
+        assert_eq!(
+            caption(&spec, Language::Chinese),
+            "一个小红色圆在大蓝色正方形的左边，还有一个小绿色星"
+        );
+    }
+
+    #[test]
+    fn third_shape_overlaps_neither() {
+        let mut sampler = SceneSampler::new(8);
+        let mut triples = 0;
+        for _ in 0..400 {
+            let scene = sampler.sample(Split::Train);
+            let SceneSpec::Triple {
+                first,
+                second,
+                third,
+                ..
+            } = *scene.spec()
+            else {
+                continue;
+            };
+            triples += 1;
+            assert_ne!(third.colour, first.colour);
+            assert_ne!(third.colour, second.colour);
+            let c = scene.placements[2];
+            for p in &scene.placements[..2] {
+                let distance = (p.x - c.x).hypot(p.y - c.y);
+                assert!(distance > p.radius + c.radius, "{p:?} {c:?}");
+            }
+        }
+        assert!(triples > 60, "only {triples} triples in 400 scenes");
     }
 
     #[test]
@@ -608,7 +772,7 @@ mod tests {
                 assert!(p.x - p.radius >= 0.0 && p.x + p.radius <= 1.0, "{p:?}");
                 assert!(p.y - p.radius >= 0.0 && p.y + p.radius <= 1.0, "{p:?}");
             }
-            if let SceneSpec::Pair { relation, .. } = scene.spec() {
+            if let Some((_, relation, _)) = scene.spec().relation() {
                 let (a, b) = (scene.placements[0], scene.placements[1]);
                 let holds = match relation {
                     Relation::LeftOf => a.x < b.x && (a.x - b.x).abs() > (a.y - b.y).abs(),

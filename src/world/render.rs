@@ -23,8 +23,14 @@ pub fn render(scene: &Scene, size: u32) -> RgbImage {
                 }
             }
         }
-        let n = SUPERSAMPLE * SUPERSAMPLE;
-        Rgb(sum.map(|s| ((s + n / 2) / n) as u8))
+        let n = (SUPERSAMPLE * SUPERSAMPLE) as f32;
+        let centre = (
+            (px as f32 + 0.5) / size as f32,
+            (py as f32 + 0.5) / size as f32,
+        );
+        let grain = scene.texture.offset_at(centre.0, centre.1);
+        let level = |c: usize| (sum[c] as f32 / n + grain[c]).round().clamp(0.0, 255.0) as u8;
+        Rgb([level(0), level(1), level(2)])
     })
 }
 
@@ -136,6 +142,7 @@ mod tests {
                 radius: 0.3,
                 angle: 0.0,
             }],
+            texture: Texture::none(),
         }
     }
 
