@@ -25,10 +25,11 @@ use mmgen::engine::unet::UNetConfig;
 use mmgen::engine::vae::{AutoEncoderKl, VaeConfig};
 use mmgen::train::StepStats;
 use mmgen::train::checkpoint::{self, RunState};
+use mmgen::train::dataset::LatentDataset;
 use mmgen::train::diffusion::{DiffusionTrainer, DiffusionTraining};
 use mmgen::train::optim::LrSchedule;
 use mmgen::train::vae::{VaeTrainer, VaeTraining};
-use mmgen::world::{self, Language, SceneSampler, Split};
+use mmgen::world::{self, SceneSampler, Split};
 
 /// Name of the model this program trains.
 const MODEL_NAME: &str = "mmgen-shapes-1";
@@ -113,6 +114,9 @@ struct DiffusionArgs {
     /// Probability of training on the empty prompt instead of the caption.
     #[arg(long, default_value_t = 0.1)]
     caption_dropout: f64,
+    /// Training scenes, encoded once and cached in the run directory.
+    #[arg(long, default_value_t = 50_000)]
+    scenes: usize,
 }
 
 #[derive(Args)]
@@ -419,29 +423,10 @@ fn train_diffusion(args: &DiffusionArgs) -> anyhow::Result<()> {
         &mut trainer.ema,
         &device,
     )?;
+    let dataset = latent_dataset(args, &vae, scaling, &device)?;
     let progress = Progress::new(state.step, common.steps, common.minutes);
     while state.step < common.last_step() {
-        let scenes = scenes_for_step(common.seed ^ 0xD1FF, state.step, common.batch);
-        let images: Vec<_> = scenes
-            .iter()
-            .map(|s| world::render(s, IMAGE_SIZE as u32))
-            .collect();
-        let captions: Vec<String> = scenes
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let language = if (state.step + i) % 2 == 0 {
-                    Language::English
-                } else {
-                    Language::Chinese
-                };
-                world::caption(s.spec(), language)
-            })
-            .collect();
-        let latents = (vae
-            .encode(&images_to_tensor(&images, IMAGE_SIZE, &device)?)?
-            .mean
-            * scaling)?;
+        let (latents, captions) = dataset.batch(state.step, common.batch)?;
         let stats = trainer.step(&latents, &captions)?;
         if after_step(
             common,
@@ -456,6 +441,47 @@ fn train_diffusion(args: &DiffusionArgs) -> anyhow::Result<()> {
     }
     println!("diffusion done at step {}", state.step);
     Ok(())
+}
+
+/// Loads the run's encoded training scenes, or builds and caches them.
+fn latent_dataset(
+    args: &DiffusionArgs,
+    vae: &AutoEncoderKl,
+    scaling: f64,
+    device: &Device,
+) -> anyhow::Result<LatentDataset> {
+    let common = &args.common;
+    let seed = common.seed ^ 0xD1FF;
+    let vae_weights = checkpoint::latest(&args.vae)?
+        .with_context(|| format!("no checkpoint in {}", args.vae.display()))?
+        .join("ema.safetensors");
+    let path = LatentDataset::cache_path(&common.run, &vae_weights, seed, args.scenes)
+        .with_context(|| format!("reading {}", vae_weights.display()))?;
+    if path.exists() {
+        println!("loading encoded scenes from {}", path.display());
+        return Ok(LatentDataset::load(&path, seed, device)?);
+    }
+    println!("encoding {} training scenes", args.scenes);
+    let start = Instant::now();
+    let dataset = LatentDataset::build(
+        vae,
+        scaling,
+        IMAGE_SIZE,
+        seed,
+        args.scenes,
+        device,
+        &mut |done| {
+            if done % 5_000 < 64 {
+                println!(
+                    "  {done} scenes encoded, {:.0} s",
+                    start.elapsed().as_secs_f64()
+                );
+            }
+        },
+    )?;
+    dataset.save(&path)?;
+    println!("saved {}", path.display());
+    Ok(dataset)
 }
 
 fn export(args: &ExportArgs) -> anyhow::Result<()> {

@@ -3,6 +3,7 @@
 //! steps over the procedural world and writes resumable checkpoints.
 
 pub mod checkpoint;
+pub mod dataset;
 pub mod diffusion;
 pub mod optim;
 pub mod vae;

@@ -24,6 +24,7 @@
 //! the number of candidates tried (Bonferroni), is the p-value. A match
 //! reports the payload `(key id, serial)`, which names the ledger record.
 
+pub mod attack;
 mod detect;
 mod key;
 pub mod noise;
