@@ -18,8 +18,9 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use candle_core::{DType, Device, Tensor};
 use clap::{Args, Parser, Subcommand};
+use image::RgbImage;
 use mmgen::engine::clip::TextEncoderConfig;
-use mmgen::engine::model::{ModelConfig, images_to_tensor};
+use mmgen::engine::model::{ModelConfig, images_to_tensor, tensor_to_images};
 use mmgen::engine::schedule::{NoiseSchedule, PredictionType};
 use mmgen::engine::unet::UNetConfig;
 use mmgen::engine::vae::{AutoEncoderKl, VaeConfig};
@@ -28,7 +29,10 @@ use mmgen::train::checkpoint::{self, RunState};
 use mmgen::train::dataset::LatentDataset;
 use mmgen::train::diffusion::{DiffusionTrainer, DiffusionTraining};
 use mmgen::train::optim::LrSchedule;
+use mmgen::train::reader::{ReaderTrainer, ReaderTraining};
 use mmgen::train::vae::{VaeTrainer, VaeTraining};
+use mmgen::watermark::attack::random_training_attack;
+use mmgen::watermark::noise::NoiseStream;
 use mmgen::world::{self, SceneSampler, Split};
 
 /// Name of the model this program trains.
@@ -51,7 +55,9 @@ enum Stage {
     Vae(VaeArgs),
     /// Train the text encoder and UNet on the autoencoder's latents.
     Diffusion(DiffusionArgs),
-    /// Combine both stages' averaged weights into config.json and model.safetensors.
+    /// Train the latent reader that watermark detection uses.
+    Reader(ReaderArgs),
+    /// Combine the stages' averaged weights into config.json and model.safetensors.
     Export(ExportArgs),
 }
 
@@ -120,6 +126,21 @@ struct DiffusionArgs {
 }
 
 #[derive(Args)]
+struct ReaderArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Run directory of the trained autoencoder.
+    #[arg(long)]
+    vae: PathBuf,
+    /// Training scenes, encoded once and cached in the run directory.
+    #[arg(long, default_value_t = 20_000)]
+    scenes: usize,
+    /// Share of images distorted before reading; the rest stay clean.
+    #[arg(long, default_value_t = 0.75)]
+    distorted: f64,
+}
+
+#[derive(Args)]
 struct ExportArgs {
     /// Run directory of the autoencoder.
     #[arg(long)]
@@ -127,6 +148,9 @@ struct ExportArgs {
     /// Run directory of the diffusion stage.
     #[arg(long)]
     diffusion: PathBuf,
+    /// Run directory of the latent reader, if one was trained.
+    #[arg(long)]
+    reader: Option<PathBuf>,
     /// Output directory for config.json and model.safetensors.
     #[arg(long)]
     out: PathBuf,
@@ -137,6 +161,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().stage {
         Stage::Vae(args) => train_vae(&args),
         Stage::Diffusion(args) => train_diffusion(&args),
+        Stage::Reader(args) => train_reader(&args),
         Stage::Export(args) => export(&args),
     }
 }
@@ -388,6 +413,7 @@ fn model_config(scaling_factor: f64) -> ModelConfig {
         prediction_type: PredictionType::VPrediction,
         default_steps: 25,
         default_guidance: 3.0,
+        latent_reader: false,
     }
 }
 
@@ -423,7 +449,15 @@ fn train_diffusion(args: &DiffusionArgs) -> anyhow::Result<()> {
         &mut trainer.ema,
         &device,
     )?;
-    let dataset = latent_dataset(args, &vae, scaling, &device)?;
+    let dataset = latent_dataset(
+        &common.run,
+        &args.vae,
+        &vae,
+        scaling,
+        common.seed ^ 0xD1FF,
+        args.scenes,
+        &device,
+    )?;
     let progress = Progress::new(state.step, common.steps, common.minutes);
     while state.step < common.last_step() {
         let (latents, captions) = dataset.batch(state.step, common.batch)?;
@@ -443,32 +477,34 @@ fn train_diffusion(args: &DiffusionArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Loads the run's encoded training scenes, or builds and caches them.
+/// Loads a run's encoded training scenes, or builds and caches them.
 fn latent_dataset(
-    args: &DiffusionArgs,
+    run: &Path,
+    vae_run: &Path,
     vae: &AutoEncoderKl,
     scaling: f64,
+    seed: u64,
+    scenes: usize,
     device: &Device,
 ) -> anyhow::Result<LatentDataset> {
-    let common = &args.common;
-    let seed = common.seed ^ 0xD1FF;
-    let vae_weights = checkpoint::latest(&args.vae)?
-        .with_context(|| format!("no checkpoint in {}", args.vae.display()))?
+    std::fs::create_dir_all(run).with_context(|| format!("creating {}", run.display()))?;
+    let vae_weights = checkpoint::latest(vae_run)?
+        .with_context(|| format!("no checkpoint in {}", vae_run.display()))?
         .join("ema.safetensors");
-    let path = LatentDataset::cache_path(&common.run, &vae_weights, seed, args.scenes)
+    let path = LatentDataset::cache_path(run, &vae_weights, seed, scenes)
         .with_context(|| format!("reading {}", vae_weights.display()))?;
     if path.exists() {
         println!("loading encoded scenes from {}", path.display());
         return Ok(LatentDataset::load(&path, seed, device)?);
     }
-    println!("encoding {} training scenes", args.scenes);
+    println!("encoding {scenes} training scenes");
     let start = Instant::now();
     let dataset = LatentDataset::build(
         vae,
         scaling,
         IMAGE_SIZE,
         seed,
-        args.scenes,
+        scenes,
         device,
         &mut |done| {
             if done % 5_000 < 64 {
@@ -484,6 +520,67 @@ fn latent_dataset(
     Ok(dataset)
 }
 
+fn train_reader(args: &ReaderArgs) -> anyhow::Result<()> {
+    let device = Device::Cpu;
+    let common = &args.common;
+    let (vae, vae_tensors) = load_vae(&args.vae, &device)?;
+    let settings = ReaderTraining {
+        lr: lr_schedule(common),
+        max_grad_norm: 1.0,
+        ema_decay: 0.999,
+    };
+    let mut trainer = ReaderTrainer::from_encoder(&vae_config(), &vae_tensors, settings, &device)?;
+    let mut state = resume(
+        &common.run,
+        "reader",
+        common.seed,
+        &mut trainer.adam,
+        &mut trainer.ema,
+        &device,
+    )?;
+    // Unscaled latents: the reader's target is the autoencoder's own mean.
+    let dataset = latent_dataset(
+        &common.run,
+        &args.vae,
+        &vae,
+        1.0,
+        common.seed ^ 0x12EAD,
+        args.scenes,
+        &device,
+    )?;
+    let progress = Progress::new(state.step, common.steps, common.minutes);
+    while state.step < common.last_step() {
+        let (latents, _) = dataset.batch(state.step, common.batch)?;
+        let decoded = tensor_to_images(&vae.decode(&latents)?)?;
+        let mut rng =
+            NoiseStream::with_domain(b"mmgen train reader", common.seed ^ state.step as u64);
+        let distorted: Vec<RgbImage> = decoded
+            .iter()
+            .map(|image| {
+                if rng.next_uniform() < args.distorted {
+                    random_training_attack(&mut rng).apply(image, &mut rng)
+                } else {
+                    image.clone()
+                }
+            })
+            .collect();
+        let pixels = images_to_tensor(&distorted, IMAGE_SIZE, &device)?;
+        let stats = trainer.step(&pixels, &latents)?;
+        if after_step(
+            common,
+            &progress,
+            &mut state,
+            &stats,
+            &trainer.adam,
+            &trainer.ema,
+        )? {
+            return Ok(());
+        }
+    }
+    println!("latent reader done at step {}", state.step);
+    Ok(())
+}
+
 fn export(args: &ExportArgs) -> anyhow::Result<()> {
     let device = Device::Cpu;
     let (vae, vae_tensors) = load_vae(&args.vae, &device)?;
@@ -492,9 +589,18 @@ fn export(args: &ExportArgs) -> anyhow::Result<()> {
     let diffusion_state: RunState =
         serde_json::from_slice(&std::fs::read(diffusion.join("state.json"))?)?;
     let scaling = measure_scaling(&vae, diffusion_state.seed, &device)?;
-    let config = model_config(scaling);
+    let mut config = model_config(scaling);
     let mut tensors = checkpoint::load_tensors(&diffusion.join("ema.safetensors"), &device)?;
     tensors.extend(vae_tensors);
+    if let Some(reader) = &args.reader {
+        let folder = checkpoint::latest(reader)?
+            .with_context(|| format!("no checkpoint in {}", reader.display()))?;
+        tensors.extend(checkpoint::load_tensors(
+            &folder.join("ema.safetensors"),
+            &device,
+        )?);
+        config.latent_reader = true;
+    }
     let tensors: HashMap<String, Tensor> = tensors
         .into_iter()
         .map(|(name, t)| Ok((name, t.to_dtype(DType::F16)?)))

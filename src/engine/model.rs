@@ -15,7 +15,7 @@ use super::clip::{TextEncoder, TextEncoderConfig};
 use super::schedule::{NoiseSchedule, PredictionType};
 use super::tokenizer::{Encoding, Tokenizer};
 use super::unet::{UNet, UNetConfig};
-use super::vae::{AutoEncoderKl, VaeConfig};
+use super::vae::{AutoEncoderKl, LatentReader, VaeConfig};
 
 /// Everything that defines a model besides its weights; stored as
 /// `config.json` next to `model.safetensors`.
@@ -41,6 +41,11 @@ pub struct ModelConfig {
     pub default_steps: usize,
     /// Classifier-free guidance scale when the caller gives none.
     pub default_guidance: f64,
+    /// Whether the weights include a latent reader (tensors under
+    /// `latent_reader.`) for watermark detection; without one, detection
+    /// reads latents with the autoencoder's encoder.
+    #[serde(default)]
+    pub latent_reader: bool,
 }
 
 impl ModelConfig {
@@ -69,6 +74,7 @@ pub struct Model {
     pub(crate) text_encoder: TextEncoder,
     pub(crate) unet: UNet,
     pub(crate) vae: AutoEncoderKl,
+    pub(crate) reader: Option<LatentReader>,
     pub(crate) schedule: NoiseSchedule,
     pub(crate) device: Device,
     weights_sha256: [u8; 32],
@@ -131,7 +137,16 @@ impl Model {
         let unet = UNet::new(&config.unet, vb.pp("unet")).map_err(build("loading the UNet"))?;
         let vae =
             AutoEncoderKl::new(&config.vae, vb.pp("vae")).map_err(build("loading the VAE"))?;
+        let reader = if config.latent_reader {
+            Some(
+                LatentReader::new(&config.vae, vb.pp("latent_reader"))
+                    .map_err(build("loading the latent reader"))?,
+            )
+        } else {
+            None
+        };
         Ok(Self {
+            reader,
             schedule: NoiseSchedule::cosine(config.train_steps),
             tokenizer,
             text_encoder,
@@ -196,6 +211,59 @@ impl Model {
             .map_err(|source| EngineError::candle("running the VAE encoder", source))?;
         (posterior.mean * self.config.vae.scaling_factor)
             .map_err(|source| EngineError::candle("scaling latents", source))
+    }
+
+    /// Refines scaled latents so that their decoding matches `images`, by
+    /// gradient descent on the pixel error through the VAE decoder, starting
+    /// from `latents` (usually the encoder's mean).
+    pub fn refine_latents(
+        &self,
+        images: &[RgbImage],
+        latents: &Tensor,
+        iterations: usize,
+        learning_rate: f64,
+    ) -> Result<Tensor, EngineError> {
+        use candle_nn::Optimizer;
+        let err = |source| EngineError::candle("refining latents", source);
+        let target = images_to_tensor(images, self.config.image_size, &self.device)?;
+        let scale = self.config.vae.scaling_factor;
+        let var = candle_core::Var::from_tensor(&(latents / scale).map_err(err)?).map_err(err)?;
+        let params = candle_nn::ParamsAdamW {
+            lr: learning_rate,
+            weight_decay: 0.0,
+            ..Default::default()
+        };
+        let mut adam = candle_nn::AdamW::new(vec![var.clone()], params).map_err(err)?;
+        for _ in 0..iterations {
+            let decoded = self.vae.decode(var.as_tensor()).map_err(err)?;
+            let loss = (decoded - &target)
+                .and_then(|d| d.sqr())
+                .and_then(|d| d.mean_all())
+                .map_err(err)?;
+            adam.backward_step(&loss).map_err(err)?;
+        }
+        (var.as_tensor() * scale).map_err(err)
+    }
+
+    /// Reads scaled latents back from images for watermark detection: with
+    /// the latent reader when the model has one, else as
+    /// [`encode_images`](Self::encode_images). Every image must be
+    /// `image_size` square.
+    pub fn read_latents(&self, images: &[RgbImage]) -> Result<Tensor, EngineError> {
+        let Some(reader) = &self.reader else {
+            return self.encode_images(images);
+        };
+        let pixels = images_to_tensor(images, self.config.image_size, &self.device)?;
+        let latents = reader
+            .forward(&pixels)
+            .map_err(|source| EngineError::candle("running the latent reader", source))?;
+        (latents * self.config.vae.scaling_factor)
+            .map_err(|source| EngineError::candle("scaling latents", source))
+    }
+
+    /// Whether detection reads latents with a trained latent reader.
+    pub fn has_latent_reader(&self) -> bool {
+        self.reader.is_some()
     }
 
     /// Decodes scaled latents to images.

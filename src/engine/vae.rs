@@ -313,11 +313,69 @@ impl AutoEncoderKl {
     }
 }
 
+/// A second encoder of the autoencoder's shape, trained to read the latent
+/// of a decoded image back after the image was re-encoded, resized,
+/// blurred or recoloured. Watermark detection uses it; generation and the
+/// diffusion model's training never do. Its tensors are named as the
+/// autoencoder's `encoder.*` and `quant_conv.*`, so that training can start
+/// from the autoencoder's own encoder.
+#[derive(Debug, Clone)]
+pub struct LatentReader {
+    encoder: Encoder,
+    quant_conv: Conv2d,
+    latent_channels: usize,
+}
+
+impl LatentReader {
+    /// Loads or initialises the reader under `vb`.
+    pub fn new(cfg: &VaeConfig, vb: VarBuilder) -> Result<Self> {
+        let l = cfg.latent_channels;
+        Ok(Self {
+            encoder: Encoder::new(cfg, vb.pp("encoder"))?,
+            quant_conv: nn::conv2d(2 * l, 2 * l, 1, 1, 0, vb.pp("quant_conv"))?,
+            latent_channels: l,
+        })
+    }
+
+    /// Reads unscaled latents from images `(batch, 3, h, w)` in [-1, 1].
+    pub fn forward(&self, images: &Tensor) -> Result<Tensor> {
+        let moments = self.quant_conv.forward(&self.encoder.forward(images)?)?;
+        moments.narrow(1, 0, self.latent_channels)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use candle_core::{DType, Device};
     use candle_nn::VarMap;
+
+    #[test]
+    fn reader_with_encoder_weights_matches_posterior_mean() {
+        let map = VarMap::new();
+        let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+        let vae = AutoEncoderKl::new(&tiny(), vb.clone()).unwrap();
+        // The reader under the root prefix shares the autoencoder's encoder
+        // and quant_conv tensors by name.
+        let reader = LatentReader::new(&tiny(), vb).unwrap();
+        let images = (Tensor::arange(0f32, 2.0 * 3.0 * 32.0 * 32.0, &Device::Cpu)
+            .unwrap()
+            .reshape((2, 3, 32, 32))
+            .unwrap()
+            / 3000.0)
+            .unwrap();
+        let mean = vae.encode(&images).unwrap().mean;
+        let read = reader.forward(&images).unwrap();
+        let diff: f32 = (mean - read)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(diff < 1e-6, "reader and encoder differ by {diff}");
+    }
 
     fn tiny() -> VaeConfig {
         VaeConfig {

@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod dataset;
 pub mod diffusion;
 pub mod optim;
+pub mod reader;
 pub mod vae;
 
 use candle_core::{Tensor, Var};

@@ -17,7 +17,8 @@ use crate::engine::{EngineError, InversionOptions, Model};
 use crate::ledger::{Ledger, LedgerError};
 use crate::manifest::ValidationState;
 use crate::media::{self, MediaError};
-use crate::watermark::{self, Candidates, WatermarkKey};
+use crate::watermark::scan::{self, ScanSettings};
+use crate::watermark::{Candidates, WatermarkKey};
 
 /// Errors that stop the verification of one file.
 #[derive(Debug, thiserror::Error)]
@@ -153,28 +154,19 @@ impl Verifier<'_> {
             .zip(&serials)
             .map(|(key, serials)| Candidates { key, serials })
             .collect();
-        let latent = self.invert(image)?;
-        let detection = watermark::detect(&latent, &candidates, self.threshold);
+        let settings = ScanSettings {
+            inversion: self.inversion,
+            threshold: self.threshold,
+            hypotheses: scan::default_hypotheses(),
+            strongest_share: Some(scan::DEFAULT_STRONGEST_SHARE),
+        };
+        let detection = scan::scan(self.model, image, &candidates, &settings)?;
         tracing::debug!(
             p_value = detection.p_value,
             candidates = detection.candidates,
             "watermark tested"
         );
         Ok(WatermarkFinding::Checked(detection))
-    }
-
-    /// Resizes the image to the model's input, encodes it to the VAE mean
-    /// and inverts DDIM back to the initial latent.
-    fn invert(&self, image: &image::RgbImage) -> Result<Vec<f32>, VerifyError> {
-        let size = self.model.config().image_size as u32;
-        let input = media::to_model_input(image, size);
-        let latents = self.model.encode_images(&[input])?;
-        let noise = self.model.invert(&latents, &self.inversion)?;
-        let values = noise
-            .flatten_all()
-            .and_then(|t| t.to_vec1::<f32>())
-            .map_err(|source| EngineError::candle("reading the inverted latent", source))?;
-        Ok(values)
     }
 }
 

@@ -18,7 +18,7 @@ pub struct Candidates<'a> {
     pub serials: &'a [u64],
 }
 
-/// Outcome of [`detect`], with the statistics behind it.
+/// Outcome of a detection, with the statistics behind it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Detection {
     /// Whether `p_value <= threshold`.
@@ -27,18 +27,85 @@ pub struct Detection {
     pub payload: Option<Payload>,
     /// Signs of the best candidate that match the latent.
     pub agreement: u32,
-    /// Signs compared, the latent's length.
+    /// Signs compared in the best reading.
     pub elements: u32,
     /// P[X >= agreement] for X ~ Binomial(elements, 1/2), before correction.
     pub p_value_raw: f64,
-    /// Bonferroni-corrected: min(1, p_value_raw * candidates).
+    /// Bonferroni-corrected: min(1, p_value_raw * candidates * readings).
     pub p_value: f64,
     /// log10 of `p_value`, which stays finite where `p_value` underflows.
     pub log10_p_value: f64,
     /// Number of (key, serial) patterns tested.
     pub candidates: u64,
+    /// Number of readings of the image that the correction pays for
+    /// (geometric hypotheses times element selections).
+    pub readings: u64,
+    /// Name of the reading with the best candidate.
+    pub reading: String,
     /// The threshold that `p_value` was compared with.
     pub threshold: f64,
+}
+
+/// One way of reading signs out of an image: the signs of an inverted
+/// latent and the positions that count.
+///
+/// The positions must be chosen without looking at any candidate's
+/// pattern (from the geometry of a hypothesis, or from the latent's own
+/// magnitudes), so that without a watermark each candidate's agreement is
+/// Binomial(counted positions, 1/2).
+#[derive(Debug, Clone)]
+pub struct Reading {
+    /// Name for reports, such as `identity` or `rotate -5, strongest half`.
+    pub name: String,
+    signs: BitPattern,
+    counted: BitPattern,
+    elements: u32,
+}
+
+impl Reading {
+    /// Reads every element's sign. A latent longer than `u32::MAX` elements
+    /// is read on that prefix.
+    pub fn all(name: &str, latent: &[f32]) -> Self {
+        let latent = &latent[..latent.len().min(u32::MAX as usize)];
+        Self::with_mask(name, latent, &vec![true; latent.len()])
+    }
+
+    /// Reads the signs of the elements where `mask` is true.
+    pub fn with_mask(name: &str, latent: &[f32], mask: &[bool]) -> Self {
+        let len = latent.len().min(mask.len()).min(u32::MAX as usize);
+        let counted: Vec<f32> = mask[..len]
+            .iter()
+            .map(|&m| if m { 1.0 } else { 0.0 })
+            .collect();
+        Self {
+            name: name.to_string(),
+            signs: BitPattern::from_signs(&latent[..len]),
+            counted: BitPattern::from_signs(&counted),
+            elements: mask[..len].iter().filter(|&&m| m).count() as u32,
+        }
+    }
+
+    /// Reads the signs of the `share` of masked elements with the largest
+    /// magnitude: those whose sign the inversion recovered with the most
+    /// margin. The choice depends on the latent alone.
+    pub fn strongest(name: &str, latent: &[f32], mask: &[bool], share: f32) -> Self {
+        let len = latent.len().min(mask.len());
+        let mut order: Vec<usize> = (0..len)
+            .filter(|&i| mask[i] && latent[i].is_finite())
+            .collect();
+        order.sort_by(|&a, &b| latent[b].abs().total_cmp(&latent[a].abs()));
+        let keep = ((order.len() as f32 * share).round() as usize).min(order.len());
+        let mut selected = vec![false; len];
+        for &index in &order[..keep] {
+            selected[index] = true;
+        }
+        Self::with_mask(name, &latent[..len], &selected)
+    }
+
+    /// Number of positions counted.
+    pub fn elements(&self) -> u32 {
+        self.elements
+    }
 }
 
 /// Tests the signs of an inverted latent against every candidate (key,
@@ -49,36 +116,46 @@ pub struct Detection {
 /// NaN included) and `p_value` is a valid bound on the false-positive rate.
 /// A latent longer than `u32::MAX` elements is tested on that prefix.
 pub fn detect(latent: &[f32], candidates: &[Candidates], threshold: f64) -> Detection {
-    let latent = &latent[..latent.len().min(u32::MAX as usize)];
-    let observed = BitPattern::from_signs(latent);
-    let elements = latent.len() as u32;
+    detect_readings(
+        &[Reading::all("identity", latent)],
+        1,
+        candidates,
+        threshold,
+    )
+}
 
-    let mut best: Option<(u64, Payload)> = None;
-    let mut tested: u64 = 0;
-    let mut keystream = vec![0u8; pattern_bytes(latent.len())];
-    for group in candidates {
-        for &serial in group.serials {
-            write_keystream(group.key, serial, &mut keystream);
-            let agreement = observed.agreement_with_keystream(&keystream);
-            tested += 1;
-            if best.is_none_or(|(top, _)| agreement > top) {
-                let payload = Payload {
-                    key_id: group.key.id(),
-                    serial,
-                };
-                best = Some((agreement, payload));
-            }
-        }
-    }
+/// Tests every reading against every candidate pattern and reports the
+/// smallest tail probability, multiplied by `planned_readings` times the
+/// number of candidates (Bonferroni).
+///
+/// `planned_readings` is the number of readings the caller may test in
+/// all, at least `readings.len()`: a caller that stops at the first
+/// detection still pays for the readings it would have gone on to.
+pub fn detect_readings(
+    readings: &[Reading],
+    planned_readings: u64,
+    candidates: &[Candidates],
+    threshold: f64,
+) -> Detection {
+    let planned = planned_readings.max(readings.len() as u64).max(1);
+    let longest = readings.iter().map(|r| r.signs.len()).max().unwrap_or(0);
+    let tested: u64 = candidates.iter().map(|c| c.serials.len() as u64).sum();
 
-    let agreement = best.map_or(0, |(agreement, _)| agreement as u32);
-    let log10_raw = binomial_tail_log10(elements, agreement);
-    let log10_p_value = corrected_log10(log10_raw, tested);
+    let best = candidates
+        .iter()
+        .filter_map(|group| best_of_group(group, readings, longest))
+        .min_by(|a, b| a.log10_raw.total_cmp(&b.log10_raw));
+
+    let (agreement, elements, log10_raw) = best
+        .as_ref()
+        .map_or((0, 0, 0.0), |b| (b.agreement, b.elements, b.log10_raw));
+    let log10_p_value = corrected_log10(log10_raw, tested.saturating_mul(planned));
     let p_value = 10f64.powf(log10_p_value);
-    let detected = tested > 0 && p_value <= threshold;
+    let detected = tested > 0 && !readings.is_empty() && p_value <= threshold;
 
     tracing::debug!(
         candidates = tested,
+        readings = planned,
         agreement,
         elements,
         log10_p_value,
@@ -87,18 +164,77 @@ pub fn detect(latent: &[f32], candidates: &[Candidates], threshold: f64) -> Dete
     );
     Detection {
         detected,
-        payload: best.filter(|_| detected).map(|(_, payload)| payload),
+        payload: best.as_ref().filter(|_| detected).map(|b| b.payload),
         agreement,
         elements,
         p_value_raw: 10f64.powf(log10_raw),
         p_value,
         log10_p_value,
         candidates: tested,
+        readings: planned,
+        reading: best.map(|b| b.reading).unwrap_or_default(),
         threshold,
     }
 }
 
-/// log10 of min(1, p * tested), with no candidates giving p = 1.
+/// The best (reading, serial) pair of one key.
+struct Best {
+    payload: Payload,
+    reading: String,
+    agreement: u32,
+    elements: u32,
+    log10_raw: f64,
+}
+
+/// Serials per parallel task in [`best_of_group`].
+const SERIALS_PER_TASK: usize = 4096;
+
+/// Finds the reading and serial with the smallest tail probability for one
+/// key, spreading the serials over threads. Ties go to the earlier serial
+/// and reading, whatever the thread count.
+fn best_of_group(group: &Candidates, readings: &[Reading], longest: usize) -> Option<Best> {
+    use rayon::prelude::*;
+
+    let score = |serials: &[u64]| -> Option<(f64, usize, usize, u32)> {
+        let mut keystream = vec![0u8; pattern_bytes(longest)];
+        let mut best: Option<(f64, usize, usize, u32)> = None;
+        for (offset, &serial) in serials.iter().enumerate() {
+            write_keystream(group.key, serial, &mut keystream);
+            for (index, reading) in readings.iter().enumerate() {
+                let agreement = reading
+                    .signs
+                    .agreement_with_keystream_masked(&keystream, &reading.counted)
+                    as u32;
+                let log10 = binomial_tail_log10(reading.elements, agreement);
+                if best.is_none_or(|(top, ..)| log10 < top) {
+                    best = Some((log10, offset, index, agreement));
+                }
+            }
+        }
+        best
+    };
+    let (log10_raw, position, index, agreement) = group
+        .serials
+        .par_chunks(SERIALS_PER_TASK)
+        .enumerate()
+        .filter_map(|(chunk, serials)| {
+            score(serials).map(|(l, offset, i, a)| (l, chunk * SERIALS_PER_TASK + offset, i, a))
+        })
+        .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)))?;
+    let reading = &readings[index];
+    Some(Best {
+        payload: Payload {
+            key_id: group.key.id(),
+            serial: group.serials[position],
+        },
+        reading: reading.name.clone(),
+        agreement,
+        elements: reading.elements,
+        log10_raw,
+    })
+}
+
+/// log10 of min(1, p * tested), with no tests giving p = 1.
 fn corrected_log10(log10_raw: f64, tested: u64) -> f64 {
     if tested == 0 {
         return 0.0;
@@ -269,6 +405,109 @@ mod tests {
         assert_eq!(detection.agreement as usize, len);
         assert_eq!(detection.p_value, 0.0, "2^-4096 underflows");
         assert!((detection.log10_p_value + 1233.018_862).abs() < 1e-5);
+    }
+
+    #[test]
+    fn readings_multiply_the_correction() {
+        let key = key_a();
+        let latent = initial_latent(&key, 4, 4, LEN);
+        let groups = [Candidates {
+            key: &key,
+            serials: &[1, 2, 3, 4],
+        }];
+        let one = detect_readings(
+            &[Reading::all("all", &latent)],
+            1,
+            &groups,
+            DEFAULT_THRESHOLD,
+        );
+        let ten = detect_readings(
+            &[Reading::all("all", &latent)],
+            10,
+            &groups,
+            DEFAULT_THRESHOLD,
+        );
+        assert_eq!(one.readings, 1);
+        assert_eq!(ten.readings, 10);
+        assert!((ten.log10_p_value - one.log10_p_value - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn masked_reading_counts_only_masked_positions() {
+        let key = key_a();
+        let mut latent = initial_latent(&key, 7, 3, LEN);
+        // Destroy the second half; a mask over the first half still finds
+        // every sign there.
+        for value in &mut latent[LEN / 2..] {
+            *value = 0.0;
+        }
+        let mask: Vec<bool> = (0..LEN).map(|i| i < LEN / 2).collect();
+        let reading = Reading::with_mask("first half", &latent, &mask);
+        assert_eq!(reading.elements(), (LEN / 2) as u32);
+        let groups = [Candidates {
+            key: &key,
+            serials: &[6, 7, 8],
+        }];
+        let detection = detect_readings(&[reading], 1, &groups, DEFAULT_THRESHOLD);
+        assert!(detection.detected);
+        assert_eq!(detection.agreement as usize, LEN / 2);
+        assert_eq!(detection.reading, "first half");
+        assert_eq!(detection.payload.map(|p| p.serial), Some(7));
+    }
+
+    #[test]
+    fn strongest_reading_keeps_largest_magnitudes() {
+        let latent = [0.1f32, -3.0, 0.2, 2.0, -0.05, f32::NAN];
+        let reading = Reading::strongest("top", &latent, &[true; 6], 0.4);
+        assert_eq!(reading.elements(), 2);
+        let all_but_second = [true, false, true, true, true, true];
+        let reading = Reading::strongest("top", &latent, &all_but_second, 0.5);
+        // Of the four finite masked values, keep 0.2 and 2.0.
+        assert_eq!(reading.elements(), 2);
+        assert_eq!(reading.counted.bit(3), Some(true));
+        assert_eq!(reading.counted.bit(2), Some(true));
+        assert_eq!(reading.counted.bit(1), Some(false));
+    }
+
+    #[test]
+    fn plain_latents_stay_undetected_with_many_readings() {
+        let key = key_a();
+        let serials: Vec<u64> = (0..200).collect();
+        let groups = [Candidates {
+            key: &key,
+            serials: &serials,
+        }];
+        let mut smallest: f64 = 1.0;
+        for seed in 0..300 {
+            let latent = plain_latent(seed, LEN);
+            let mask: Vec<bool> = (0..LEN).map(|i| i % 3 != 0).collect();
+            let readings = [
+                Reading::all("all", &latent),
+                Reading::strongest("strongest half", &latent, &[true; LEN], 0.5),
+                Reading::with_mask("two thirds", &latent, &mask),
+            ];
+            let detection = detect_readings(&readings, 3, &groups, DEFAULT_THRESHOLD);
+            assert!(!detection.detected, "seed {seed}: {detection:?}");
+            smallest = smallest.min(detection.p_value);
+        }
+        assert!(smallest > DEFAULT_THRESHOLD, "smallest p {smallest}");
+    }
+
+    #[test]
+    fn parallel_search_picks_the_first_best_serial() {
+        // Two serials with the same pattern cannot exist, but two equally
+        // good ones can: a latent of zeros agrees with no positive sign.
+        let key = key_a();
+        let serials: Vec<u64> = (0..(3 * SERIALS_PER_TASK as u64)).collect();
+        let groups = [Candidates {
+            key: &key,
+            serials: &serials,
+        }];
+        let target = 2 * SERIALS_PER_TASK as u64 + 17;
+        let latent = initial_latent(&key, target, 5, LEN);
+        let detection = detect(&latent, &groups, DEFAULT_THRESHOLD);
+        assert_eq!(detection.payload.map(|p| p.serial), Some(target));
+        assert_eq!(detection.candidates, serials.len() as u64);
     }
 
     #[test]

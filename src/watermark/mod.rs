@@ -30,9 +30,10 @@ mod key;
 pub mod noise;
 mod pattern;
 mod payload;
+pub mod scan;
 mod stats;
 
-pub use detect::{Candidates, DEFAULT_THRESHOLD, Detection, detect};
+pub use detect::{Candidates, DEFAULT_THRESHOLD, Detection, Reading, detect, detect_readings};
 pub use key::WatermarkKey;
 pub use pattern::{BitPattern, initial_latent, plain_latent, sign_pattern};
 pub use payload::Payload;

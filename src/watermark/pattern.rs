@@ -56,23 +56,20 @@ impl BitPattern {
         len as u64 - differ
     }
 
-    /// Counts the positions where `self` agrees with a pattern given as its
-    /// keystream bytes (see [`sign_pattern`]), without building it.
-    /// Only the first `min(self.len(), 8 * bytes.len())` bits are compared.
-    pub(crate) fn agreement_with_keystream(&self, bytes: &[u8]) -> u64 {
-        let len = self.len.min(bytes.len() * 8);
-        let mut differ: u64 = 0;
-        for (index, chunk) in bytes.chunks_exact(8).take(len.div_ceil(64)).enumerate() {
+    /// Counts the positions set in `mask` where `self` agrees with a
+    /// pattern given as its keystream bytes. Positions past the shortest of
+    /// the three are not counted.
+    pub(crate) fn agreement_with_keystream_masked(&self, bytes: &[u8], mask: &BitPattern) -> u64 {
+        let words = self.words.len().min(mask.words.len()).min(bytes.len() / 8);
+        let mut agree: u64 = 0;
+        for (index, chunk) in bytes.chunks_exact(8).take(words).enumerate() {
             let mut word = [0u8; 8];
             word.copy_from_slice(chunk);
-            let mut bits = self.words[index] ^ u64::from_le_bytes(word);
-            let end = (index + 1) * 64;
-            if end > len {
-                bits &= (1u64 << (len % 64)) - 1;
-            }
-            differ += u64::from(bits.count_ones());
+            let same = !(self.words[index] ^ u64::from_le_bytes(word));
+            // Bits past `len` are zero in both patterns, so the mask drops them.
+            agree += u64::from((same & mask.words[index]).count_ones());
         }
-        len as u64 - differ
+        agree
     }
 
     /// Packs the signs of `values`: bit `i` is set when `values[i] > 0`.
@@ -279,15 +276,29 @@ mod tests {
     #[test]
     fn keystream_agreement_matches_pattern() {
         let observed = BitPattern::from_signs(&plain_latent(2, 1000));
+        let everything = BitPattern::from_signs(&[1.0; 1000]);
+        let even: Vec<f32> = (0..1000)
+            .map(|i| if i % 2 == 0 { 1.0 } else { 0.0 })
+            .collect();
+        let even = BitPattern::from_signs(&even);
         for serial in 0..20 {
             let pattern = sign_pattern(&key(), serial, 1000);
             let mut bytes = vec![0u8; pattern_bytes(1000)];
             write_keystream(&key(), serial, &mut bytes);
             let direct = observed.agreement(&pattern);
             assert_eq!(
-                observed.agreement_with_keystream(&bytes),
+                observed.agreement_with_keystream_masked(&bytes, &everything),
                 direct,
                 "serial {serial}"
+            );
+            let direct_even = (0..1000)
+                .step_by(2)
+                .filter(|&i| observed.bit(i) == pattern.bit(i))
+                .count() as u64;
+            assert_eq!(
+                observed.agreement_with_keystream_masked(&bytes, &even),
+                direct_even,
+                "serial {serial}, even positions"
             );
         }
     }
