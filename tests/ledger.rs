@@ -42,11 +42,11 @@ fn edited_record_fails_verification() {
     ]);
     let db = rusqlite::Connection::open(sandbox.home().join("ledger.sqlite")).unwrap();
     // mmgen's triggers reject edits; someone with the file can drop them.
-    db.execute_batch("DROP TRIGGER records_reject_update")
+    db.execute_batch("DROP TRIGGER prompts_reject_update")
         .unwrap();
     let changed = db
         .execute(
-            "UPDATE records SET prompt = 'something else' WHERE leaf_index = 1",
+            "UPDATE prompts SET prompt = 'something else' WHERE leaf_index = 1",
             [],
         )
         .unwrap();
