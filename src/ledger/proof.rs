@@ -360,3 +360,183 @@ fn parse_decimal(text: &str) -> Option<u64> {
         && (text == "0" || !text.starts_with('0'));
     canonical.then(|| text.parse().ok()).flatten()
 }
+
+#[cfg(test)]
+mod tests {
+    use ct_merkle::mem_backed_tree::MemoryBackedTree;
+
+    use super::*;
+    use crate::ledger::test_support::{fill, sample_record, temp_ledger, test_signer};
+
+    type ReferenceTree = MemoryBackedTree<sha2_011::Sha256, Vec<u8>>;
+
+    /// Largest ledger whose receipts are compared with ct-merkle.
+    const MAX_COMPARED_SIZE: u64 = 300;
+
+    #[test]
+    fn receipts_match_ct_merkle_for_every_size() {
+        let (_dir, _path, mut ledger) = temp_ledger();
+        let signer = test_signer();
+        let verifier = signer.verifier();
+        let mut reference = ReferenceTree::new();
+        let mut serials = Vec::new();
+        for size in 1..=MAX_COMPARED_SIZE {
+            let serial = ledger.reserve_serial().expect("reserve");
+            let record = ledger
+                .append(sample_record(serial, size), &signer)
+                .expect("append");
+            reference.push(record.canonical_encoding());
+            serials.push(serial);
+
+            let checkpoint = verifier
+                .open(
+                    &ledger
+                        .latest_checkpoint()
+                        .expect("read")
+                        .expect("exists")
+                        .note,
+                )
+                .expect("checkpoint verifies");
+            assert_eq!(checkpoint.tree_size, size);
+            assert_eq!(
+                checkpoint.root[..],
+                reference.root().as_bytes()[..],
+                "root of {size}"
+            );
+            // Every leaf of small trees, and a spread of leaves of larger ones.
+            let step = if size <= 64 { 1 } else { 7 };
+            for (index, serial) in serials.iter().enumerate().step_by(step) {
+                let receipt = ledger.prove_inclusion(*serial).expect("prove");
+                let expected = reference.prove_inclusion(index);
+                assert_eq!(
+                    receipt.proof.concat(),
+                    expected.as_bytes(),
+                    "leaf {index} of {size}"
+                );
+                let parsed = Receipt::parse(&receipt.to_text()).expect("parse");
+                assert_eq!(parsed, receipt);
+                let checked = parsed.check(&verifier).expect("receipt checks");
+                assert_eq!(checked.record.serial, *serial);
+            }
+        }
+    }
+
+    #[test]
+    fn consistency_proofs_match_ct_merkle() {
+        let (_dir, _path, mut ledger) = temp_ledger();
+        let signer = test_signer();
+        let verifier = signer.verifier();
+        let records = fill(&mut ledger, 40);
+        let mut reference = ReferenceTree::new();
+        for record in &records {
+            reference.push(record.canonical_encoding());
+        }
+        let notes: Vec<String> = ledger
+            .checkpoints(&Default::default())
+            .expect("list")
+            .into_iter()
+            .map(|c| c.note)
+            .collect();
+
+        for old_size in 1..=40u64 {
+            let proof = ledger.prove_consistency(old_size).expect("prove");
+            let expected = reference.prove_consistency((40 - old_size) as usize);
+            assert_eq!(proof.proof.concat(), expected.as_bytes(), "from {old_size}");
+            let parsed = ConsistencyProof::parse(&proof.to_text()).expect("parse");
+            assert_eq!(parsed, proof);
+            let old_note = &notes[old_size as usize - 1];
+            let checked = parsed.check(&verifier, old_note).expect("checks");
+            assert_eq!(checked.old.tree_size, old_size);
+            assert_eq!(checked.new.tree_size, 40);
+        }
+        let wrong_old = &notes[4];
+        let proof = ledger.prove_consistency(3).expect("prove");
+        assert!(proof.check(&verifier, wrong_old).is_err());
+    }
+
+    #[test]
+    fn tampered_receipts_are_rejected() {
+        let (_dir, _path, mut ledger) = temp_ledger();
+        let records = fill(&mut ledger, 9);
+        let verifier = test_signer().verifier();
+        let receipt = ledger.prove_inclusion(records[5].serial).expect("prove");
+        assert!(receipt.check(&verifier).is_ok());
+
+        let mut other_leaf = receipt.clone();
+        let last = other_leaf.leaf.len() - 1;
+        other_leaf.leaf[last] ^= 1;
+        assert!(matches!(
+            other_leaf.check(&verifier),
+            Err(ProofError::Merkle(MerkleError::InclusionMismatch { .. }))
+        ));
+
+        let mut other_index = receipt.clone();
+        other_index.index = 4;
+        assert!(matches!(
+            other_index.check(&verifier),
+            Err(ProofError::IndexMismatch { .. })
+        ));
+
+        let mut other_hash = receipt.clone();
+        other_hash.proof[0][0] ^= 1;
+        assert!(other_hash.check(&verifier).is_err());
+
+        let mut short = receipt.clone();
+        short.proof.pop();
+        assert!(short.check(&verifier).is_err());
+
+        let foreign = crate::ledger::CheckpointSigner::new(
+            test_signer().origin(),
+            ed25519_dalek::SigningKey::from_bytes(&[3; 32]),
+        )
+        .expect("valid origin");
+        assert!(matches!(
+            receipt.check(&foreign.verifier()),
+            Err(ProofError::Checkpoint(_))
+        ));
+    }
+
+    #[test]
+    fn receipt_text_has_tlog_proof_form() {
+        let (_dir, _path, mut ledger) = temp_ledger();
+        let records = fill(&mut ledger, 3);
+        let receipt = ledger.prove_inclusion(records[0].serial).expect("prove");
+        let text = receipt.to_text();
+        let lines: Vec<&str> = text.lines().collect();
+
+        assert_eq!(lines[0], "c2sp.org/tlog-proof@v1");
+        assert!(lines[1].starts_with("extra "));
+        assert_eq!(lines[2], "index 0");
+        assert_eq!(lines.len(), 3 + 2 + 1 + 3 + 1 + 1);
+        assert_eq!(lines[5], "");
+        assert_eq!(lines[6], test_signer().origin());
+        assert_eq!(lines[7], "3");
+
+        for (case, bad) in [
+            ("header", text.replacen("tlog-proof@v1", "tlog-proof@v2", 1)),
+            ("index", text.replacen("index 0", "index 00", 1)),
+            ("hash", text.replacen(lines[3], "AAAA", 1)),
+            ("no blank line", text.replacen("\n\n", "\n", 1)),
+        ] {
+            assert!(Receipt::parse(&bad).is_err(), "{case} parsed");
+        }
+    }
+
+    #[test]
+    fn proofs_need_a_record_and_a_checkpoint() {
+        let (_dir, _path, mut ledger) = temp_ledger();
+        assert!(matches!(
+            ledger.prove_consistency(1),
+            Err(LedgerError::NoCheckpoint { .. })
+        ));
+        fill(&mut ledger, 2);
+        assert!(matches!(
+            ledger.prove_inclusion(77),
+            Err(LedgerError::RecordNotFound { serial: 77, .. })
+        ));
+        assert!(matches!(
+            ledger.prove_consistency(3),
+            Err(LedgerError::Proof(MerkleError::OldTreeLarger { .. }))
+        ));
+    }
+}
