@@ -142,3 +142,56 @@ fn invalid_arguments_are_errors() {
     assert!(stderr(&output).contains("steps 0"), "{}", text(&output));
     assert!(!sandbox.path("x.png").exists());
 }
+
+/// Milliseconds of jitter from the clock, so that each run kills at other
+/// moments: 0 to `max` - 1.
+fn jitter(max: u64) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    u64::from(nanos.wrapping_mul(2_654_435_761)) % max
+}
+
+#[test]
+fn killed_generation_leaves_verifiable_ledger() {
+    let sandbox = Sandbox::new();
+    sandbox.run_ok(&["generate", "a red circle", "-o", "first.png", "--seed", "1"]);
+    for round in 0..6 {
+        let output = format!("k{round}.png");
+        let mut child = sandbox.spawn(&["generate", "a red circle", "-n", "2", "-o", &output]);
+        // A run takes about 1.5 s here, so this kills it in any phase:
+        // start-up, sampling, signing, the ledger append or the release.
+        std::thread::sleep(std::time::Duration::from_millis(jitter(1800)));
+        let _ = child.kill();
+        child.wait().unwrap();
+
+        let verified = sandbox.run(&["ledger", "verify"]);
+        assert!(
+            matches!(verified.status.code(), Some(0)),
+            "round {round}: {}",
+            text(&verified)
+        );
+    }
+
+    let logged: std::collections::BTreeSet<String> =
+        if sandbox.home().join("ledger.sqlite").exists() {
+            json_lines(&sandbox.run_ok(&["ledger", "list", "--json"]))
+                .iter()
+                .map(|r| r["output_sha256"].as_str().unwrap().to_string())
+                .collect()
+        } else {
+            Default::default()
+        };
+    for entry in std::fs::read_dir(sandbox.dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "png") {
+            let digest = common::sha256_hex(&path);
+            assert!(
+                logged.contains(&digest),
+                "{} has no ledger record",
+                path.display()
+            );
+        }
+    }
+}
