@@ -174,15 +174,11 @@ fn killed_generation_leaves_verifiable_ledger() {
         );
     }
 
-    let logged: std::collections::BTreeSet<String> =
-        if sandbox.home().join("ledger.sqlite").exists() {
-            json_lines(&sandbox.run_ok(&["ledger", "list", "--json"]))
-                .iter()
-                .map(|r| r["output_sha256"].as_str().unwrap().to_string())
-                .collect()
-        } else {
-            Default::default()
-        };
+    let listed = sandbox.run_ok(&["ledger", "list", "--json"]);
+    let logged: std::collections::BTreeSet<String> = json_lines(&listed)
+        .iter()
+        .map(|r| r["output_sha256"].as_str().unwrap().to_string())
+        .collect();
     for entry in std::fs::read_dir(sandbox.dir.path()).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "png") {
