@@ -30,7 +30,7 @@ pub mod bundle_files {
     pub const PUBLIC_KEY: &str = "checkpoint.pub.pem";
     /// SHA-256 of every other file, in `sha256sum` format.
     pub const CHECKSUMS: &str = "SHA256SUMS";
-    /// What the bundle holds and how to check it.
+    /// Description of the bundle and of how to check it.
     pub const README: &str = "README.txt";
 }
 

@@ -19,7 +19,7 @@ CREATE TABLE serials (
 
 /// Every other table, index and trigger of schema version 2.
 ///
-/// `records.leaf` holds the canonical encoding, the one source of truth;
+/// `records.leaf` contains the canonical encoding, the one source of truth;
 /// the other columns of `records` repeat leaf fields for lookups, and
 /// reads and `ledger verify` check that they agree with the leaf. `tree`
 /// holds the hash of every complete subtree, numbered in the order that

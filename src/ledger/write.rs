@@ -12,7 +12,7 @@ use super::record::{NewRecord, Record, RecordDetails};
 use super::validate::{unix_nanos, validate};
 use super::{Ledger, LedgerError, Location, tree};
 
-/// Most records that one `append_batch` call accepts, so that one
+/// Maximum number of records that one `append_batch` call accepts, so that one
 /// transaction stays well below SQLite's and memory's limits.
 pub const MAX_BATCH: usize = 100_000;
 

@@ -17,7 +17,7 @@ pub struct CheckArgs {
     /// The receipt (from `ledger proof`) or consistency proof (from
     /// `ledger consistency`) to check.
     proof: PathBuf,
-    /// The log's verifier key, NAME+KEYID+KEY, or a file that holds it.
+    /// The log's verifier key, NAME+KEYID+KEY, or a file that contains it.
     /// Default: the checkpoint key of the home, if it has one.
     #[arg(long, value_name = "VKEY")]
     key: Option<String>,
@@ -77,7 +77,7 @@ pub fn check(ctx: &Context, args: &CheckArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Checks a receipt; the inner error says why it does not check.
+/// Checks a receipt; the inner error explains why it does not check.
 fn check_receipt(
     text: &str,
     verifier: &CheckpointVerifier,
@@ -124,7 +124,7 @@ fn check_receipt(
     Ok(Ok(()))
 }
 
-/// Checks a consistency proof; the inner error says why it does not check.
+/// Checks a consistency proof; the inner error explains why it does not check.
 fn check_consistency(
     text: &str,
     verifier: &CheckpointVerifier,

@@ -16,7 +16,7 @@ pub struct VerifyArgs {
     /// --bundle`) instead of the home's ledger; nothing is written.
     #[arg(long, value_name = "DIR")]
     bundle: Option<PathBuf>,
-    /// The log's verifier key, NAME+KEYID+KEY, or a file that holds it.
+    /// The log's verifier key, NAME+KEYID+KEY, or a file that contains it.
     /// Default: the home's checkpoint key, or the bundle's checkpoint.vkey.
     #[arg(long, value_name = "VKEY")]
     key: Option<String>,

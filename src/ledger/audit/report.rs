@@ -24,7 +24,7 @@ pub struct AuditReport {
     pub fault_count: u64,
 }
 
-/// Most faults that a report lists.
+/// Maximum number of faults that a report lists.
 pub const MAX_FAULTS: usize = 100;
 
 impl AuditReport {
