@@ -7,8 +7,11 @@ use crate::ledger::checkpoint::CheckpointVerifier;
 use crate::ledger::merkle::Hash;
 use crate::ledger::{Ledger, LedgerError};
 
-/// Checkpoints whose signatures are checked together.
+/// Checkpoints read before their signatures are checked in parallel.
 const CHUNK: usize = 4096;
+
+/// Checkpoints whose signatures are checked in one batch verification.
+const BATCH: usize = 256;
 
 /// A checkpoint whose signature verified, to compare with the records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,8 +74,11 @@ impl Ledger {
             }
             pass.stored += chunk.len() as u64;
             let opened: Vec<_> = chunk
-                .par_iter()
-                .map(|row| verifier.open(&row.note))
+                .par_chunks(BATCH)
+                .flat_map_iter(|rows| {
+                    let notes: Vec<&str> = rows.iter().map(|row| row.note.as_str()).collect();
+                    verifier.open_batch(&notes)
+                })
                 .collect();
             for (row, result) in chunk.drain(..).zip(opened) {
                 order.check(&row, result, &mut pass);

@@ -259,6 +259,46 @@ impl CheckpointVerifier {
     /// after checking that its origin is this log's.
     pub fn open(&self, note: &str) -> Result<Checkpoint, CheckpointError> {
         let text = note::open(note, &self.origin, &self.key)?;
+        self.parse_text(text)
+    }
+
+    /// Opens many notes, with the same result for each as [`Self::open`].
+    /// Their signatures are checked together with Ed25519 batch
+    /// verification, which costs about half as much per signature; when
+    /// the batch fails, each note is checked alone to find the bad ones.
+    pub fn open_batch(&self, notes: &[&str]) -> Vec<Result<Checkpoint, CheckpointError>> {
+        let mut results: Vec<Option<Result<Checkpoint, CheckpointError>>> = vec![None; notes.len()];
+        let mut batch = Vec::with_capacity(notes.len());
+        for (i, note) in notes.iter().enumerate() {
+            match note::signed_by(note, &self.origin, &self.key) {
+                Some((text, signature)) => batch.push((i, text, signature)),
+                None => results[i] = Some(self.open(note)),
+            }
+        }
+        let messages: Vec<&[u8]> = batch.iter().map(|(_, text, _)| text.as_bytes()).collect();
+        let signatures: Vec<_> = batch.iter().map(|(_, _, signature)| *signature).collect();
+        let keys = vec![self.key; batch.len()];
+        let all_valid = ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok();
+        for (i, text, _) in batch {
+            results[i] = Some(if all_valid {
+                self.parse_text(text)
+            } else {
+                self.open(notes[i])
+            });
+        }
+        results
+            .into_iter()
+            .map(|result| {
+                result.unwrap_or_else(|| {
+                    Err(CheckpointError::MalformedNote {
+                        reason: "the note was not checked".into(),
+                    })
+                })
+            })
+            .collect()
+    }
+
+    fn parse_text(&self, text: &str) -> Result<Checkpoint, CheckpointError> {
         let checkpoint = Checkpoint::parse(text)?;
         if checkpoint.origin != self.origin {
             return Err(CheckpointError::OriginMismatch {
@@ -347,6 +387,33 @@ mod tests {
             other.open(&note),
             Err(CheckpointError::NoKnownSignature { .. })
         ));
+    }
+
+    #[test]
+    fn batch_open_matches_single_open() {
+        let signer = signer();
+        let verifier = signer.verifier();
+        let mut notes: Vec<String> = (0..20)
+            .map(|size| signer.sign(size, &[size as u8; 32]))
+            .collect();
+        notes[7] = notes[7].replacen("\n7\n", "\n8\n", 1);
+        notes[12] = "not a note".into();
+        let views: Vec<&str> = notes.iter().map(String::as_str).collect();
+
+        let batch = verifier.open_batch(&views);
+        let single: Vec<_> = views.iter().map(|note| verifier.open(note)).collect();
+        assert_eq!(batch, single);
+        assert!(batch[7].is_err());
+        assert!(batch[12].is_err());
+        assert_eq!(batch.iter().filter(|result| result.is_ok()).count(), 18);
+
+        let valid: Vec<&str> = views
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 7 && *i != 12)
+            .map(|(_, n)| *n)
+            .collect();
+        assert!(verifier.open_batch(&valid).iter().all(Result::is_ok));
     }
 
     #[test]

@@ -81,6 +81,55 @@ struct SignatureLine<'a> {
 /// note is rejected when a line of this key fails to verify, or when none
 /// is present.
 pub fn open<'a>(note: &'a str, name: &str, key: &VerifyingKey) -> Result<&'a str, CheckpointError> {
+    let (text, lines) = split(note)?;
+    let wanted = key_id(name, key);
+    let mut verified = false;
+    for line in lines
+        .iter()
+        .filter(|l| l.name == name && l.key_id == wanted)
+    {
+        let bad = || CheckpointError::BadSignature {
+            name: name.to_string(),
+        };
+        let signature = Signature::from_slice(&line.signature).map_err(|_| bad())?;
+        key.verify_strict(text.as_bytes(), &signature)
+            .map_err(|_| bad())?;
+        verified = true;
+    }
+    if !verified {
+        return Err(CheckpointError::NoKnownSignature {
+            name: name.to_string(),
+            key_id: wanted,
+        });
+    }
+    Ok(text)
+}
+
+/// Returns the signed text and the signature of the one line by the key
+/// `name`/`key`, without checking the signature, for batch verification.
+/// Returns `None` when the note is malformed or has no such line or more
+/// than one, which [`open`] then reports.
+pub fn signed_by<'a>(
+    note: &'a str,
+    name: &str,
+    key: &VerifyingKey,
+) -> Option<(&'a str, Signature)> {
+    let (text, lines) = split(note).ok()?;
+    let wanted = key_id(name, key);
+    let mut matching = lines
+        .iter()
+        .filter(|l| l.name == name && l.key_id == wanted);
+    let line = matching.next()?;
+    if matching.next().is_some() {
+        return None;
+    }
+    let signature = Signature::from_slice(&line.signature).ok()?;
+    Some((text, signature))
+}
+
+/// Splits a note into its text and parsed signature lines, checking the
+/// form only.
+fn split(note: &str) -> Result<(&str, Vec<SignatureLine<'_>>), CheckpointError> {
     let malformed = |reason: &str| CheckpointError::MalformedNote {
         reason: reason.to_string(),
     };
@@ -97,32 +146,8 @@ pub fn open<'a>(note: &'a str, name: &str, key: &VerifyingKey) -> Result<&'a str
             "no blank line separates the text from the signatures",
         ));
     };
-    let text = &note[..split + 1];
     let lines = parse_signatures(&note[split + 2..])?;
-
-    let wanted = key_id(name, key);
-    let mut verified = false;
-    for line in lines
-        .iter()
-        .filter(|l| l.name == name && l.key_id == wanted)
-    {
-        let signature =
-            Signature::from_slice(&line.signature).map_err(|_| CheckpointError::BadSignature {
-                name: name.to_string(),
-            })?;
-        key.verify_strict(text.as_bytes(), &signature)
-            .map_err(|_| CheckpointError::BadSignature {
-                name: name.to_string(),
-            })?;
-        verified = true;
-    }
-    if !verified {
-        return Err(CheckpointError::NoKnownSignature {
-            name: name.to_string(),
-            key_id: wanted,
-        });
-    }
-    Ok(text)
+    Ok((&note[..split + 1], lines))
 }
 
 fn parse_signatures(block: &str) -> Result<Vec<SignatureLine<'_>>, CheckpointError> {
