@@ -344,15 +344,67 @@ fn bundle_verifies_without_private_keys() {
         "verify must not create keys"
     );
 
+    // A well-formed verifier key of the same origin but another key: every
+    // checkpoint signature must fail.
     let stranger = Sandbox::new();
     stranger.run_ok(&["keys", "init"]);
-    let other_key = stranger.run_ok(&["keys", "show", "--json"]);
-    let other: serde_json::Value = serde_json::from_str(&stdout(&other_key)).unwrap();
-    assert!(other["checkpoint_public_key"].is_string());
+    let shown = stranger.run_ok(&["keys", "show", "--json"]);
+    let shown: serde_json::Value = serde_json::from_str(&stdout(&shown)).unwrap();
+    let public_hex = shown["checkpoint_public_key"].as_str().unwrap();
+    let public: Vec<u8> = (0..32)
+        .map(|i| u8::from_str_radix(&public_hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
     let vkey = std::fs::read_to_string(bundle.join("checkpoint.vkey")).unwrap();
-    let wrong = vkey.trim().replace("+", "x+").replacen("x+", "+", 1);
+    let origin = vkey.split('+').next().unwrap();
+    let wrong = verifier_key(origin, &public);
     let rejected = auditor.run(&["ledger", "verify", "--bundle", bundle_arg, "--key", &wrong]);
-    assert_eq!(rejected.status.code(), Some(2), "{}", text(&rejected));
+    assert_eq!(rejected.status.code(), Some(3), "{}", text(&rejected));
+    assert!(
+        stdout(&rejected).contains("no signature by key"),
+        "{}",
+        text(&rejected)
+    );
+
+    let malformed = auditor.run(&[
+        "ledger",
+        "verify",
+        "--bundle",
+        bundle_arg,
+        "--key",
+        "name-only",
+    ]);
+    assert_eq!(malformed.status.code(), Some(2), "{}", text(&malformed));
+
+    let edited = rusqlite::Connection::open(bundle.join("ledger.sqlite")).unwrap();
+    edited
+        .execute_batch(
+            "DROP TRIGGER records_reject_update;
+             UPDATE records SET leaf = substr(leaf, 1, length(leaf) - 1) || x'39' WHERE leaf_index = 2;",
+        )
+        .unwrap();
+    drop(edited);
+    let broken = auditor.run(&["ledger", "verify", "--bundle", bundle_arg]);
+    assert_eq!(broken.status.code(), Some(3), "{}", text(&broken));
+    assert!(
+        stdout(&broken).contains("BROKEN at leaf 2"),
+        "{}",
+        text(&broken)
+    );
+}
+
+/// Formats a verifier key text, `NAME+KEYID+base64(0x01 || key)`.
+fn verifier_key(name: &str, public: &[u8]) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let mut encoded = vec![1u8];
+    encoded.extend_from_slice(public);
+    let mut preimage = name.as_bytes().to_vec();
+    preimage.push(b'\n');
+    preimage.extend_from_slice(&encoded);
+    let digest = sha2::Sha256::digest(&preimage);
+    let key_id = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
+    let key = base64::engine::general_purpose::STANDARD.encode(encoded);
+    format!("{name}+{key_id:08x}+{key}")
 }
 
 #[test]

@@ -3,11 +3,11 @@
 //! base64 root hash, one per line.
 //!
 //! ```text
-//! build-host/mmgen-ledger/1f0e3c2a
-//! 42
-//! 4vTQFA0h8Nk5vX0hxJdKZ0Iy0Q1YqTWkxJ8mZ0hVxYc=
+//! vm/mmgen-ledger/e946fca7
+//! 6
+//! ivd0yYa8AexcfRdXcgPFaW5X3oVb603RgkS4dyFrqtw=
 //!
-//! — build-host/mmgen-ledger/1f0e3c2a <base64(key id || Ed25519 signature)>
+//! — vm/mmgen-ledger/e946fca7 <base64(key id || Ed25519 signature)>
 //! ```
 //!
 //! The key name is the origin. [`CheckpointSigner`] writes checkpoints

@@ -27,7 +27,8 @@ const SIGNATURE_PREFIX: &str = "\u{2014} ";
 /// under 300 bytes.
 const MAX_NOTE_BYTES: usize = 64 * 1024;
 
-/// Most signature lines that `open` accepts; the spec requires at least 16.
+/// Maximum number of signature lines that `open` accepts; the spec requires
+/// at least 16.
 const MAX_SIGNATURES: usize = 100;
 
 /// Computes the key id of an Ed25519 key under `name`.
