@@ -156,24 +156,35 @@ fn jitter(max: u64) -> u64 {
 #[test]
 fn killed_generation_leaves_verifiable_ledger() {
     let sandbox = Sandbox::new();
-    sandbox.run_ok(&["generate", "a red circle", "-o", "first.png", "--seed", "1"]);
-    for round in 0..6 {
+    // Keys first: a kill while the key set is written leaves it incomplete
+    // on purpose, which `load` reports.
+    sandbox.run_ok(&["keys", "init"]);
+    let ledger = sandbox.home().join("ledger.sqlite");
+    for round in 0..7 {
         let output = format!("k{round}.png");
         let mut child = sandbox.spawn(&["generate", "a red circle", "-n", "2", "-o", &output]);
         // A run takes about 1.5 s here, so this kills it in any phase:
-        // start-up, sampling, signing, the ledger append or the release.
+        // start-up, ledger creation, sampling, signing, the append or the
+        // release.
         std::thread::sleep(std::time::Duration::from_millis(jitter(1800)));
         let _ = child.kill();
         child.wait().unwrap();
 
+        if !ledger.exists() {
+            // Killed before the ledger was created: nothing was released.
+            assert!(!sandbox.path(&output).exists(), "round {round}");
+            continue;
+        }
         let verified = sandbox.run(&["ledger", "verify"]);
-        assert!(
-            matches!(verified.status.code(), Some(0)),
+        assert_eq!(
+            verified.status.code(),
+            Some(0),
             "round {round}: {}",
             text(&verified)
         );
     }
 
+    sandbox.run_ok(&["generate", "a red circle", "-o", "last.png", "--seed", "1"]);
     let listed = sandbox.run_ok(&["ledger", "list", "--json"]);
     let logged: std::collections::BTreeSet<String> = json_lines(&listed)
         .iter()
@@ -190,4 +201,6 @@ fn killed_generation_leaves_verifiable_ledger() {
             );
         }
     }
+    let verified = sandbox.run(&["ledger", "verify"]);
+    assert_eq!(verified.status.code(), Some(0), "{}", text(&verified));
 }

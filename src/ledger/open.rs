@@ -68,6 +68,9 @@ impl Ledger {
 
 fn open_file(path: &Path, mode: Mode) -> Result<Ledger, LedgerError> {
     check_directory(path)?;
+    if mode == Mode::Create && !path.exists() {
+        create_atomically(path)?;
+    }
 
     let mut flags = match mode {
         Mode::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,
@@ -128,6 +131,44 @@ fn check_directory(path: &Path) -> Result<(), LedgerError> {
         path: path.to_path_buf(),
         directory: directory.to_path_buf(),
     })
+}
+
+/// Creates a new ledger with its schema under a temporary name beside
+/// `path`, then links it into place, so that no process ever sees `path`
+/// empty or half created, even when this one is killed. When another
+/// process created `path` first, its file is kept.
+fn create_atomically(path: &Path) -> Result<(), LedgerError> {
+    let directory = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let io = |source| LedgerError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let staged = tempfile::Builder::new()
+        .prefix(".ledger-")
+        .suffix(".sqlite.part")
+        .tempfile_in(directory)
+        .map_err(io)?
+        .into_temp_path();
+    let fail = |operation, source| map_sql_error(path, DEFAULT_BUSY_TIMEOUT, operation, source);
+    let mut conn = Connection::open(&staged).map_err(|e| fail("create ledger", e))?;
+    create_schema(&mut conn).map_err(|e| fail("create schema", e))?;
+    let _journal: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+        .map_err(|e| fail("enable WAL", e))?;
+    conn.close().map_err(|(_, e)| fail("create ledger", e))?;
+    std::fs::File::open(&staged)
+        .and_then(|file| file.sync_all())
+        .map_err(io)?;
+    match std::fs::hard_link(&staged, path) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(error) => return Err(io(error)),
+    }
+    debug!(path = %path.display(), "created ledger");
+    Ok(())
 }
 
 /// Creates the schema unless another process did so first. The check is
