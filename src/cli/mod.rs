@@ -112,9 +112,8 @@ impl Context {
     /// bytes is rejected: starting a new chain there would hand out serials
     /// that released watermarks already name.
     ///
-    /// The check and the creation run under a lock file, because SQLite
-    /// creates the file empty before it writes the schema, and a second
-    /// process must not take that moment for a wiped ledger.
+    /// The check and the creation run under a lock file, so that no
+    /// process checks the file while another one creates it.
     pub fn open_ledger(&self) -> anyhow::Result<Ledger> {
         self.home.ensure()?;
         let lock_path = self.home.root().join("ledger.lock");
