@@ -50,8 +50,14 @@ pub fn checkpoint(
     sign: bool,
 ) -> anyhow::Result<ExitCode> {
     let checkpoints = if sign {
-        let keys = ctx.load_or_init_keys(json)?;
-        let mut ledger = ctx.open_ledger()?;
+        let Some(keys) = ctx.load_keys_if_present()? else {
+            anyhow::bail!(
+                "the home {} has no keys, so no checkpoint can be signed; a checkpoint \
+                 must be signed with the key that signed the ledger's other checkpoints",
+                ctx.home.root().display()
+            );
+        };
+        let mut ledger = ctx.open_existing_ledger()?;
         let signer = super::checkpoint_signer(ctx, &keys, &ledger)?;
         ledger.sign_checkpoint(&signer)?;
         ledger.checkpoints(&window.filter(None))?
