@@ -417,6 +417,50 @@ mod tests {
     }
 
     #[test]
+    fn notes_interoperate_with_signed_note_crate() {
+        // signed_note is an independent port of Go's sumdb note package.
+        let signer = signer();
+        let verifier = signer.verifier();
+        let ours = signer.sign(42, &[0xAB; 32]);
+        let their_verifier =
+            signed_note::StandardVerifier::new(&verifier.to_text()).expect("their vkey parser");
+        let known = signed_note::VerifierList::new(vec![Box::new(their_verifier)]);
+        let parsed = signed_note::Note::from_bytes(ours.as_bytes()).expect("their note parser");
+        let (verified, unverified) = parsed.verify(&known).expect("their verification");
+        assert_eq!(verified.len(), 1);
+        assert!(unverified.is_empty());
+        let text = Checkpoint {
+            origin: verifier.origin().to_string(),
+            tree_size: 42,
+            root: [0xAB; 32],
+        }
+        .text();
+        assert_eq!(parsed.text(), text.as_bytes());
+        assert_eq!(
+            verifier.to_text(),
+            signed_note::new_ed25519_verifier_key(verifier.origin(), verifier.public_key())
+        );
+
+        let (skey, vkey) = signed_note::generate_key(&mut rand_core::OsRng, "theirs.example/log");
+        let their_signer = signed_note::StandardSigner::new(&skey).expect("their signer");
+        let text = Checkpoint {
+            origin: "theirs.example/log".into(),
+            tree_size: 7,
+            root: [3; 32],
+        }
+        .text();
+        let mut theirs = signed_note::Note::new(text.as_bytes(), &[]).expect("their note");
+        theirs.add_sigs(&[&their_signer]).expect("their signature");
+        let theirs = String::from_utf8(theirs.to_bytes()).expect("UTF-8 note");
+        let opened = CheckpointVerifier::from_text(&vkey)
+            .expect("our vkey parser")
+            .open(&theirs)
+            .expect("our verification of their note");
+        assert_eq!(opened.tree_size, 7);
+        assert_eq!(opened.root, [3; 32]);
+    }
+
+    #[test]
     fn verifier_text_round_trips() {
         let verifier = signer().verifier();
         let text = verifier.to_text();
