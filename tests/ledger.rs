@@ -289,6 +289,13 @@ fn bundle_verifies_without_private_keys() {
     let before = sandbox.run_ok(&["ledger", "checkpoint"]);
     std::fs::write(sandbox.path("kept.txt"), &before.stdout).unwrap();
     sandbox.run_ok(&["ledger", "export", "--bundle", "bundle"]);
+    let again = sandbox.run(&["ledger", "export", "--bundle", "bundle"]);
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+    assert!(
+        stderr(&again).contains("already exists"),
+        "{}",
+        text(&again)
+    );
     let bundle = sandbox.path("bundle");
     for name in [
         "ledger.sqlite",

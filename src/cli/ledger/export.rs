@@ -42,6 +42,12 @@ pub struct RedactArgs {
 pub fn export(ctx: &Context, args: &ExportArgs) -> anyhow::Result<ExitCode> {
     let ledger = ctx.open_existing_ledger()?;
     if let Some(dir) = &args.bundle {
+        if dir.exists() {
+            anyhow::bail!(
+                "{} already exists; name a new directory for the bundle",
+                dir.display()
+            );
+        }
         let verifier = home_verifier(ctx, &ledger)?;
         let keys_dir = ctx.home.keys_dir();
         let mut certificates = Vec::new();
