@@ -94,9 +94,11 @@ pub fn run(args: GenerateArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         overwrite: args.force,
         log_prompt: !args.redact_prompt,
     };
+    let checkpoint = super::ledger::checkpoint_signer(ctx, &keys, &ledger)?;
     let provenance = Provenance {
         watermark: &watermark,
         signer: args.sign.then_some(&keys.signer),
+        checkpoint: &checkpoint,
     };
     warn_unknown_words(&model, &args);
 

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Args;
 use mmgen::engine::InversionOptions;
+use mmgen::ledger::RecordDetails;
 use mmgen::manifest::{StatusKind, ValidationState};
 use mmgen::verify::{LedgerFinding, ManifestFinding, Report, Verdict, Verifier, WatermarkFinding};
 use mmgen::watermark::{self, WatermarkKey};
@@ -319,11 +320,18 @@ fn print_ledger(finding: Option<&LedgerFinding>) -> std::io::Result<()> {
     } else {
         "file differs from the released output"
     };
-    let model = printable(&r.model_name);
     let time = super::time_text(&r.created_at);
-    outln!(
-        "  ledger     generation {} at {time}, model {model}; {identical}",
-        r.serial
-    )?;
+    match &r.details {
+        RecordDetails::Generation(generation) => outln!(
+            "  ledger     generation {} at {time}, model {}; {identical}",
+            r.serial,
+            printable(&generation.model_name)
+        )?,
+        RecordDetails::Stamp(stamp) => outln!(
+            "  ledger     stamp {} at {time}, source type {}; {identical}",
+            r.serial,
+            printable(&stamp.digital_source_type)
+        )?,
+    }
     Ok(())
 }
