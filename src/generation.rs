@@ -215,6 +215,9 @@ fn release(
                 guidance: output.options.guidance,
                 seed: output.seed,
                 prompt_sha256: output.prompt_sha256,
+                prompt: None,
+                width: output.image.width(),
+                height: output.image.height(),
                 title: file_name(output.path),
             };
             let signed = manifest::sign_generated(&encoded, request.format.mime(), &claim, signer)?;

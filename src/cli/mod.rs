@@ -20,6 +20,7 @@ mod generate;
 mod keys;
 mod ledger;
 mod verify;
+mod verify_print;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
