@@ -78,6 +78,9 @@ pub struct GenerationRequest {
     pub overwrite: bool,
     /// Whether the ledger keeps the prompt text (otherwise only its SHA-256).
     pub log_prompt: bool,
+    /// Whether the C2PA manifest, which anyone holding the file can read,
+    /// carries the prompt text. It always carries the prompt's SHA-256.
+    pub prompt_in_manifest: bool,
 }
 
 /// The layers that every output gets: the watermark key always, a C2PA
@@ -215,7 +218,7 @@ fn release(
                 guidance: output.options.guidance,
                 seed: output.seed,
                 prompt_sha256: output.prompt_sha256,
-                prompt: None,
+                prompt: request.prompt_in_manifest.then(|| request.prompt.clone()),
                 width: output.image.width(),
                 height: output.image.height(),
                 title: file_name(output.path),
@@ -300,6 +303,13 @@ fn validate(request: &GenerationRequest, options: &SampleOptions) -> Result<(), 
              shorten it or pass --redact-prompt to log only its SHA-256",
             request.prompt.len()
         ));
+    }
+    if request.prompt_in_manifest && !request.log_prompt {
+        return invalid(
+            "the prompt cannot be published in the manifest while the ledger keeps only its \
+             SHA-256; drop --redact-prompt or --prompt-in-manifest"
+                .to_string(),
+        );
     }
     if let Some(seed) = request.seed {
         if seed.checked_add(request.count as u64 - 1).is_none() {

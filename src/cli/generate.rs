@@ -56,6 +56,12 @@ pub struct GenerateArgs {
     #[arg(long)]
     redact_prompt: bool,
 
+    /// Write the prompt text into the C2PA manifest, where anyone holding
+    /// the file can read it. By default the manifest carries only the
+    /// prompt's SHA-256.
+    #[arg(long, conflicts_with = "redact_prompt")]
+    prompt_in_manifest: bool,
+
     /// Print a machine-readable summary as JSON.
     #[arg(long)]
     json: bool,
@@ -93,6 +99,7 @@ pub fn run(args: GenerateArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         format: output_format(args.format, args.output.as_deref())?,
         overwrite: args.force,
         log_prompt: !args.redact_prompt,
+        prompt_in_manifest: args.prompt_in_manifest,
     };
     let provenance = Provenance {
         watermark: &watermark,
