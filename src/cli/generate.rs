@@ -86,6 +86,9 @@ impl From<FormatArg> for MediaFormat {
 
 pub fn run(args: GenerateArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let keys = ctx.load_or_init_keys(args.json)?;
+    if args.sign {
+        ctx.check_signer_expiry(&keys)?;
+    }
     let watermark = WatermarkKey::new(keys.watermark_secret);
     let mut ledger = ctx.open_ledger()?;
     let model = ctx.load_model()?;

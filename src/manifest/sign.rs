@@ -295,3 +295,56 @@ mod tests {
         assert!(matches!(err, ManifestError::Sign(_)), "{err}");
     }
 }
+
+/// Signing identities that break a C2PA reader's rules.
+#[cfg(test)]
+mod certificate_tests {
+    use std::time::Duration as StdDuration;
+
+    use image::ImageFormat;
+    use time::{Duration, OffsetDateTime};
+
+    use super::super::testutil::{claim, image_bytes};
+    use super::*;
+    use crate::keys::test_support::{fresh_store, subject_without_organization, unchecked_signer};
+
+    #[test]
+    fn certificate_without_organization_fails_read_back() {
+        // c2pa 0.90 signs with such a certificate but reads the manifest
+        // back as a signature mismatch; the read-back check catches it.
+        let (_tmp, signer) = unchecked_signer(subject_without_organization());
+        let png = image_bytes(ImageFormat::Png);
+        let err = sign_generated(&png, "image/png", &claim(), &signer).unwrap_err();
+        let ManifestError::SignedInvalid { codes } = &err else {
+            panic!("expected SignedInvalid, got {err}");
+        };
+        assert!(codes.contains("claimSignature.mismatch"), "{codes}");
+    }
+
+    #[test]
+    fn manifest_turns_invalid_when_certificate_expires() {
+        let (_tmp, store, _set) = fresh_store();
+        let short = store.rotate(Duration::seconds(3)).unwrap().keys;
+        let png = image_bytes(ImageFormat::Png);
+        let signed = sign_generated(&png, "image/png", &claim(), &short.signer).unwrap();
+        assert_eq!(
+            read_back(&signed.bytes, "image/png").state,
+            ValidationState::Valid
+        );
+
+        let left = short.signer.not_after() - OffsetDateTime::now_utc();
+        let wait = left.whole_milliseconds().max(0) as u64 + 1500;
+        std::thread::sleep(StdDuration::from_millis(wait));
+
+        let expired = read_back(&signed.bytes, "image/png");
+        assert_eq!(expired.state, ValidationState::Invalid, "{expired:?}");
+        assert!(expired.has_code("signingCredential.expired"), "{expired:?}");
+        // The SDK itself rejects signing with the expired certificate.
+        let err = sign_generated(&png, "image/png", &claim(), &short.signer).unwrap_err();
+        assert!(matches!(err, ManifestError::Sign(_)), "{err}");
+        assert!(
+            err.to_string().contains("not valid at time of signing"),
+            "{err}"
+        );
+    }
+}
