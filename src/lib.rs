@@ -10,6 +10,7 @@ pub mod eval;
 pub mod generation;
 pub mod home;
 pub mod keys;
+pub mod label;
 pub mod ledger;
 pub mod manifest;
 pub mod media;
