@@ -10,7 +10,6 @@
 //! that dies after it leaves a record whose file was never released, never
 //! the reverse.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use candle_core::Tensor;
@@ -22,6 +21,7 @@ use crate::keys::Signer;
 use crate::ledger::{Ledger, LedgerError, NewRecord, RecordKind};
 use crate::manifest::{self, GenerationClaim, ManifestError};
 use crate::media::{self, MediaError, MediaFormat};
+use crate::output::{self, parent_dir};
 use crate::watermark::{self, Payload, WatermarkKey};
 
 /// Errors of a generation run.
@@ -251,15 +251,11 @@ fn release(
         output_mime: request.format.mime().to_string(),
         manifest: manifest.clone(),
     })?;
-    let staged = stage(output.path, &bytes)?;
-    let persisted = if request.overwrite {
-        staged.persist(output.path).map_err(|e| e.error)
-    } else {
-        staged.persist_noclobber(output.path).map_err(|e| e.error)
-    };
-    persisted.map_err(|source| GenerationError::Write {
-        path: output.path.to_path_buf(),
-        source,
+    output::release(output.path, &bytes, request.overwrite).map_err(|source| {
+        GenerationError::Write {
+            path: output.path.to_path_buf(),
+            source,
+        }
     })?;
     tracing::debug!(serial = output.payload.serial, path = %output.path.display(), "released");
     Ok(GeneratedImage {
@@ -354,14 +350,6 @@ fn check_free(paths: &[PathBuf], overwrite: bool) -> Result<(), GenerationError>
     Ok(())
 }
 
-/// Returns the directory a file is written in ("." for a bare file name).
-fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    }
-}
-
 /// Returns the output paths of a run: the path itself for one image, else
 /// `STEM-1.EXT`, `STEM-2.EXT`, ...
 pub fn output_paths(output: &Path, count: usize) -> Vec<PathBuf> {
@@ -399,27 +387,6 @@ fn initial_latents(
         model.device(),
     )
     .map_err(|source| EngineError::candle("building initial latents", source))
-}
-
-/// Writes `bytes` to a temporary file in the destination's directory and
-/// flushes it to disk.
-fn stage(path: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile, GenerationError> {
-    let err = |source| GenerationError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".mmgen-").suffix(".part");
-    // Created with 0666 less the umask, as any new file, not tempfile's 0600.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o666));
-    }
-    let mut file = builder.tempfile_in(parent_dir(path)).map_err(err)?;
-    file.write_all(bytes).map_err(err)?;
-    file.as_file().sync_all().map_err(err)?;
-    Ok(file)
 }
 
 fn file_name(path: &Path) -> String {

@@ -14,6 +14,8 @@ pub mod label;
 pub mod ledger;
 pub mod manifest;
 pub mod media;
+pub mod output;
+pub mod stamp;
 pub mod train;
 pub mod verify;
 pub mod watermark;

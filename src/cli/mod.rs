@@ -19,6 +19,8 @@ macro_rules! outln {
 mod generate;
 mod keys;
 mod ledger;
+mod paths;
+mod stamp;
 mod verify;
 mod verify_print;
 
@@ -58,6 +60,9 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Report the evidence of every provenance layer in image files.
     Verify(verify::VerifyArgs),
+    /// Sign media that mmgen did not generate with Content Credentials
+    /// (for publishers), optionally with a visible AI label.
+    Stamp(stamp::StampArgs),
     /// Create, show or rotate the local signing and watermark keys.
     Keys {
         #[command(subcommand)]
@@ -198,6 +203,7 @@ fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
     match command {
         Command::Generate(args) => generate::run(args, ctx),
         Command::Verify(args) => verify::run(args, ctx),
+        Command::Stamp(args) => stamp::run(args, ctx),
         Command::Keys { command } => keys::run(command, ctx),
         Command::Ledger { command } => ledger::run(command, ctx),
     }

@@ -14,6 +14,7 @@ use mmgen::engine::InversionOptions;
 use mmgen::verify::{Report, Verdict, Verifier};
 use mmgen::watermark::{self, WatermarkKey};
 
+use super::paths::expand;
 use super::verify_print::print_report;
 use super::{Context, printable};
 
@@ -146,34 +147,6 @@ fn overall_exit(outcomes: &[Option<Verdict>]) -> u8 {
         return 0;
     }
     Verdict::NothingFound.exit_code()
-}
-
-/// Expands directories into the image files directly inside them, sorted.
-fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for path in paths {
-        if !path.is_dir() {
-            files.push(path.clone());
-            continue;
-        }
-        let entries =
-            std::fs::read_dir(path).with_context(|| format!("cannot list {}", path.display()))?;
-        let mut found: Vec<PathBuf> = entries
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|p| p.is_file() && is_image_name(p))
-            .collect();
-        found.sort();
-        if found.is_empty() {
-            anyhow::bail!("no PNG, JPEG or WebP files in {}", path.display());
-        }
-        files.extend(found);
-    }
-    Ok(files)
-}
-
-fn is_image_name(path: &Path) -> bool {
-    let extension = path.extension().map(|e| e.to_string_lossy().to_lowercase());
-    matches!(extension.as_deref(), Some("png" | "jpg" | "jpeg" | "webp"))
 }
 
 fn read_trust_anchors(explicit: Option<&Path>, ctx: &Context) -> anyhow::Result<Option<String>> {

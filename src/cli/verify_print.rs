@@ -177,8 +177,15 @@ fn print_ingredient(ingredient: &IngredientEntry, indent: &str) -> std::io::Resu
             printable(title)
         ),
         Some(manifest) => {
+            let failures = &ingredient.failures_when_added;
+            let state = if failures.is_empty() {
+                String::new()
+            } else {
+                let codes: Vec<_> = failures.iter().map(|c| printable(c)).collect();
+                format!(" that failed validation when added ({})", codes.join(", "))
+            };
             outln!(
-                "{indent}ingredient {:?} ({relationship}), with Content Credentials:",
+                "{indent}ingredient {:?} ({relationship}), with Content Credentials{state}:",
                 printable(title)
             )?;
             print_summary(manifest, &format!("{indent}  "))

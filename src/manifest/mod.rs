@@ -14,11 +14,13 @@
 //! certificate expires, its manifests read back Invalid.
 
 mod claim;
+mod container;
 mod error;
 mod read;
 mod report;
 mod sign;
 pub mod source_type;
+mod stamp;
 mod summary;
 
 pub use claim::{
@@ -33,6 +35,7 @@ pub use report::{
 };
 pub use sign::{SIGNABLE_MIME_TYPES, Signed, sign_generated};
 pub use source_type::SourceType;
+pub use stamp::{STAMP_LABEL, StampAssertion, StampClaim, sign_stamp};
 
 #[cfg(test)]
 mod testutil;

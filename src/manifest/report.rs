@@ -105,6 +105,10 @@ pub struct IngredientEntry {
     pub format: Option<String>,
     /// The ingredient's own manifest, when it carried Content Credentials.
     pub manifest: Option<Box<ManifestSummary>>,
+    /// Failure codes that the ingredient's manifest had when it was added,
+    /// as the signer of the parent recorded them; an untrusted signer is
+    /// not counted.
+    pub failures_when_added: Vec<String>,
 }
 
 /// A claim, in some manifest of the store, that generative AI made the

@@ -8,6 +8,7 @@ use c2pa::{Builder, CallbackSigner, Context, SigningAlg};
 use serde_json::Value;
 
 use super::claim::{self, GENERATION_LABEL, GenerationAssertion, GenerationClaim};
+use super::container;
 use super::{ManifestError, StatusKind, ValidationState, read};
 use crate::keys::Signer;
 
@@ -86,6 +87,7 @@ pub(super) fn sign_with(
     mime: &str,
     signer: &Signer,
 ) -> Result<Signed, ManifestError> {
+    container::check_container(image, mime)?;
     let started = Instant::now();
     let c2pa_signer = callback_signer(signer);
     let mut source = Cursor::new(image);

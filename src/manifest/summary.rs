@@ -58,8 +58,30 @@ fn ingredients(reader: &Reader, manifest: &Manifest, depth: usize) -> Vec<Ingred
                 relationship: relationship_name(ingredient.relationship()).to_string(),
                 format: ingredient.format().map(str::to_string),
                 manifest: child.map(|m| Box::new(summarize_at(reader, Some(m), depth + 1))),
+                failures_when_added: recorded_failures(ingredient),
             }
         })
+        .collect()
+}
+
+/// Failure codes of the validation results stored with an ingredient.
+fn recorded_failures(ingredient: &c2pa::Ingredient) -> Vec<String> {
+    let failures: Vec<&c2pa::validation_status::ValidationStatus> = match ingredient
+        .validation_results()
+        .and_then(|r| r.active_manifest())
+    {
+        Some(codes) => codes.failure().iter().collect(),
+        None => ingredient
+            .validation_status()
+            .unwrap_or_default()
+            .iter()
+            .filter(|s| *s.kind() == c2pa::status_tracker::LogKind::Failure)
+            .collect(),
+    };
+    failures
+        .into_iter()
+        .map(|status| status.code().to_string())
+        .filter(|code| code != "signingCredential.untrusted")
         .collect()
 }
 
