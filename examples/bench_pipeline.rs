@@ -12,7 +12,7 @@ use candle_core::Device;
 use mmgen::engine::{InversionOptions, builtin};
 use mmgen::generation::{self, GenerationRequest, Provenance};
 use mmgen::keys::KeyStore;
-use mmgen::ledger::Ledger;
+use mmgen::ledger::{CheckpointSigner, Ledger};
 use mmgen::media::MediaFormat;
 use mmgen::verify::Verifier;
 use mmgen::watermark::{self, WatermarkKey};
@@ -54,9 +54,12 @@ fn main() -> anyhow::Result<()> {
         std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into())
     );
 
+    let checkpoint =
+        CheckpointSigner::new("bench-host/mmgen-ledger/0", keys.checkpoint_key.clone())?;
     let provenance = Provenance {
         watermark: &watermark_key,
         signer: Some(&keys.signer),
+        checkpoint: &checkpoint,
     };
     let mut request = GenerationRequest {
         prompt: "a red circle above a blue square".into(),

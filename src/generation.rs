@@ -3,12 +3,12 @@
 //!
 //! For each image: reserve a ledger serial and sample the initial latent
 //! from the watermark key and that serial. Then denoise, decode, encode the
-//! file and sign a C2PA manifest over it (when a signer is given). Last,
-//! append the ledger record, and only then write the file and move it into
-//! place. A process
-//! that dies before the append leaves an unused serial and no file; one
-//! that dies after it leaves a record whose file was never released, never
-//! the reverse.
+//! file and sign a C2PA manifest over it (when a signer is given). Then
+//! append the records of the whole batch with one signed checkpoint, in
+//! one transaction, and only then write each file and move it into place.
+//! A process that dies before the append leaves unused serials and no
+//! file; one that dies after it leaves records whose files were never
+//! released, never the reverse.
 
 use std::path::{Path, PathBuf};
 
@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::engine::{EngineError, Model, SampleOptions};
 use crate::keys::Signer;
-use crate::ledger::{Ledger, LedgerError, NewRecord, RecordKind};
+use crate::ledger::{CheckpointSigner, Generation, Ledger, LedgerError, NewRecord, RecordDetails};
 use crate::manifest::{self, GenerationClaim, ManifestError};
 use crate::media::{self, MediaError, MediaFormat};
 use crate::output::{self, parent_dir};
@@ -83,13 +83,15 @@ pub struct GenerationRequest {
     pub prompt_in_manifest: bool,
 }
 
-/// The layers that every output gets: the watermark key always, a C2PA
-/// signer when signing is requested.
+/// The layers that every output gets: the watermark key and the ledger's
+/// checkpoint signer always, a C2PA signer when signing is requested.
 pub struct Provenance<'a> {
     /// Key of the latent watermark.
     pub watermark: &'a WatermarkKey,
     /// Signer of the C2PA manifest; `None` leaves outputs unsigned.
     pub signer: Option<&'a Signer>,
+    /// Signer of the ledger checkpoint written with the records.
+    pub checkpoint: &'a CheckpointSigner,
 }
 
 /// One released output.
@@ -130,10 +132,7 @@ pub fn generate(
 
     // 1. Reserve the serials first: the watermark payload contains them.
     let first_seed = request.seed.unwrap_or_else(random_seed);
-    let mut serials = Vec::with_capacity(request.count);
-    for _ in 0..request.count {
-        serials.push(ledger.reserve_serial()?);
-    }
+    let serials = ledger.reserve_serials(request.count)?;
     let paths = match &request.output {
         Some(output) => output_paths(output, request.count),
         None => {
@@ -166,9 +165,9 @@ pub fn generate(
     })?;
     let images = model.decode_latents(&clean)?;
 
-    // 3. Encode, sign, log and release each image in turn.
+    // 3. Encode and sign each image, log the batch, then release the files.
     let prompt_sha256: [u8; 32] = Sha256::digest(request.prompt.as_bytes()).into();
-    let mut released = Vec::with_capacity(request.count);
+    let mut prepared = Vec::with_capacity(request.count);
     for (i, image) in images.iter().enumerate() {
         let payload = Payload {
             key_id: provenance.watermark.id(),
@@ -182,9 +181,14 @@ pub fn generate(
             options,
             prompt_sha256,
         };
-        released.push(release(model, ledger, provenance, request, &output)?);
+        prepared.push(prepare(model, provenance, request, &output)?);
     }
-    Ok(released)
+    let records = prepared.iter().map(|p| p.record.clone()).collect();
+    ledger.append_batch(records, provenance.checkpoint)?;
+    prepared
+        .into_iter()
+        .map(|p| release(p, request.overwrite))
+        .collect()
 }
 
 /// One decoded image on its way out.
@@ -197,13 +201,19 @@ struct Output<'a> {
     prompt_sha256: [u8; 32],
 }
 
-fn release(
+/// An encoded, signed output and its ledger record, not yet released.
+struct Prepared {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    record: NewRecord,
+}
+
+fn prepare(
     model: &Model,
-    ledger: &mut Ledger,
     provenance: &Provenance,
     request: &GenerationRequest,
     output: &Output,
-) -> Result<GeneratedImage, GenerationError> {
+) -> Result<Prepared, GenerationError> {
     let config = model.config();
     let encoded = media::encode(output.image, request.format, 95)?;
     let payload_text = output.payload.to_string();
@@ -228,43 +238,56 @@ fn release(
         }
         None => (encoded, Vec::new()),
     };
-    let output_sha256: [u8; 32] = Sha256::digest(&bytes).into();
-
-    // The record goes in first; only then is the file written beside its
-    // destination and renamed into place.
-    ledger.append(NewRecord {
+    let record = NewRecord {
         serial: output.payload.serial,
-        kind: RecordKind::Generation,
         created_at: time::OffsetDateTime::now_utc(),
-        model_name: config.name.clone(),
-        weights_sha256: model.weights_sha256(),
-        prompt: request.log_prompt.then(|| request.prompt.clone()),
-        prompt_sha256: output.prompt_sha256,
-        seed: output.seed,
-        steps: output.options.steps as u32,
-        guidance: output.options.guidance,
-        width: output.image.width(),
-        height: output.image.height(),
-        watermark_key_id: output.payload.key_id,
-        watermark_payload: payload_text.clone(),
-        output_sha256,
+        output_sha256: Sha256::digest(&bytes).into(),
         output_mime: request.format.mime().to_string(),
-        manifest: manifest.clone(),
-    })?;
-    output::release(output.path, &bytes, request.overwrite).map_err(|source| {
-        GenerationError::Write {
-            path: output.path.to_path_buf(),
-            source,
-        }
-    })?;
-    tracing::debug!(serial = output.payload.serial, path = %output.path.display(), "released");
-    Ok(GeneratedImage {
+        manifest,
+        details: RecordDetails::Generation(Generation {
+            model_name: config.name.clone(),
+            weights_sha256: model.weights_sha256(),
+            prompt: request.log_prompt.then(|| request.prompt.clone()),
+            prompt_sha256: output.prompt_sha256,
+            seed: output.seed,
+            steps: output.options.steps as u32,
+            guidance: output.options.guidance,
+            width: output.image.width(),
+            height: output.image.height(),
+            watermark_key_id: output.payload.key_id,
+            watermark_payload: payload_text,
+        }),
+    };
+    Ok(Prepared {
         path: output.path.to_path_buf(),
-        serial: output.payload.serial,
-        watermark_payload: payload_text,
-        seed: output.seed,
-        sha256: hex(&output_sha256),
-        signed: !manifest.is_empty(),
+        bytes,
+        record,
+    })
+}
+
+/// Writes a logged output beside its destination, flushes it and renames
+/// it into place.
+fn release(prepared: Prepared, overwrite: bool) -> Result<GeneratedImage, GenerationError> {
+    let Prepared {
+        path,
+        bytes,
+        record,
+    } = prepared;
+    output::release(&path, &bytes, overwrite).map_err(|source| GenerationError::Write {
+        path: path.clone(),
+        source,
+    })?;
+    tracing::debug!(serial = record.serial, path = %path.display(), "released");
+    let RecordDetails::Generation(generation) = record.details else {
+        unreachable!("prepare builds generation records")
+    };
+    Ok(GeneratedImage {
+        path,
+        serial: record.serial,
+        watermark_payload: generation.watermark_payload,
+        seed: generation.seed,
+        sha256: hex(&record.output_sha256),
+        signed: !record.manifest.is_empty(),
     })
 }
 

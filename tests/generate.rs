@@ -238,3 +238,65 @@ fn prompt_reaches_manifest_only_on_request() {
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
     assert!(!sandbox.path("x.png").exists());
 }
+
+/// Milliseconds of jitter from the clock, so that each run kills at other
+/// moments: 0 to `max` - 1.
+fn jitter(max: u64) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    u64::from(nanos.wrapping_mul(2_654_435_761)) % max
+}
+
+#[test]
+fn killed_generation_leaves_verifiable_ledger() {
+    let sandbox = Sandbox::new();
+    // Keys first: a kill while the key set is written leaves it incomplete
+    // on purpose, which `load` reports.
+    sandbox.run_ok(&["keys", "init"]);
+    let ledger = sandbox.home().join("ledger.sqlite");
+    for round in 0..7 {
+        let output = format!("k{round}.png");
+        let mut child = sandbox.spawn(&["generate", "a red circle", "-n", "2", "-o", &output]);
+        // A run takes about 1.5 s here, so this kills it in any phase:
+        // start-up, ledger creation, sampling, signing, the append or the
+        // release.
+        std::thread::sleep(std::time::Duration::from_millis(jitter(1800)));
+        let _ = child.kill();
+        child.wait().unwrap();
+
+        if !ledger.exists() {
+            // Killed before the ledger was created: nothing was released.
+            assert!(!sandbox.path(&output).exists(), "round {round}");
+            continue;
+        }
+        let verified = sandbox.run(&["ledger", "verify"]);
+        assert_eq!(
+            verified.status.code(),
+            Some(0),
+            "round {round}: {}",
+            text(&verified)
+        );
+    }
+
+    sandbox.run_ok(&["generate", "a red circle", "-o", "last.png", "--seed", "1"]);
+    let listed = sandbox.run_ok(&["ledger", "list", "--json"]);
+    let logged: std::collections::BTreeSet<String> = json_lines(&listed)
+        .iter()
+        .map(|r| r["output_sha256"].as_str().unwrap().to_string())
+        .collect();
+    for entry in std::fs::read_dir(sandbox.dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "png") {
+            let digest = common::sha256_hex(&path);
+            assert!(
+                logged.contains(&digest),
+                "{} has no ledger record",
+                path.display()
+            );
+        }
+    }
+    let verified = sandbox.run(&["ledger", "verify"]);
+    assert_eq!(verified.status.code(), Some(0), "{}", text(&verified));
+}

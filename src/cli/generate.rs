@@ -104,9 +104,11 @@ pub fn run(args: GenerateArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         log_prompt: !args.redact_prompt,
         prompt_in_manifest: args.prompt_in_manifest,
     };
+    let checkpoint = super::ledger::checkpoint_signer(ctx, &keys, &ledger)?;
     let provenance = Provenance {
         watermark: &watermark,
         signer: args.sign.then_some(&keys.signer),
+        checkpoint: &checkpoint,
     };
     warn_unknown_words(&model, &args);
 

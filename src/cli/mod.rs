@@ -139,8 +139,20 @@ impl Context {
     /// Opens the ledger, creating it if missing. An existing file of zero
     /// bytes is rejected: starting a new chain there would hand out serials
     /// that released watermarks already name.
+    ///
+    /// The check and the creation run under a lock file, so that no
+    /// process checks the file while another one creates it.
     pub fn open_ledger(&self) -> anyhow::Result<Ledger> {
         self.home.ensure()?;
+        let lock_path = self.home.root().join("ledger.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("cannot open the ledger lock {}", lock_path.display()))?;
+        lock.lock()
+            .with_context(|| format!("cannot lock {}", lock_path.display()))?;
         let path = self.home.ledger_path();
         if std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
             anyhow::bail!(

@@ -135,6 +135,91 @@ pub enum LedgerError {
         reason: String,
     },
 
+    /// The stored subtree hashes needed to append or prove are missing or
+    /// malformed: the file was edited or damaged outside mmgen.
+    #[error(
+        "ledger {path}: the stored Merkle tree is damaged ({reason}); \
+         run `mmgen ledger verify` and restore the ledger from a backup"
+    )]
+    CorruptTree {
+        /// Ledger file.
+        path: PathBuf,
+        /// What is missing or wrong.
+        reason: String,
+    },
+
+    /// A stored checkpoint row cannot be read.
+    #[error(
+        "ledger {path}: a checkpoint is damaged ({reason}); \
+         run `mmgen ledger verify` and restore the ledger from a backup"
+    )]
+    CorruptCheckpoint {
+        /// Ledger file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// The ledger has no checkpoint yet, so nothing can be proved.
+    #[error(
+        "ledger {path} has no signed checkpoint yet; append a record, or run \
+         `mmgen ledger checkpoint --sign` on a ledger upgraded from schema 1"
+    )]
+    NoCheckpoint {
+        /// Ledger file.
+        path: PathBuf,
+    },
+
+    /// No record has the requested serial.
+    #[error(
+        "ledger {path} has no record with serial {serial}; `mmgen ledger list` shows the serials"
+    )]
+    RecordNotFound {
+        /// Ledger file.
+        path: PathBuf,
+        /// Requested serial.
+        serial: u64,
+    },
+
+    /// The checkpoint signer names another log than the one stored.
+    #[error(
+        "ledger {path} has origin {stored:?}, but the checkpoint signer is for \
+         {offered:?}; a log keeps one origin, so sign with the origin the ledger has"
+    )]
+    OriginMismatch {
+        /// Ledger file.
+        path: PathBuf,
+        /// Origin in the ledger.
+        stored: String,
+        /// Origin of the signer.
+        offered: String,
+    },
+
+    /// A schema 1 ledger could not be upgraded; it was left unchanged.
+    #[error(
+        "ledger {path} (schema 1) cannot be upgraded: {reason}; the file is unchanged. \
+         Restore it from a backup, or keep using the mmgen release that wrote it"
+    )]
+    UpgradeFailed {
+        /// Ledger file.
+        path: PathBuf,
+        /// What failed.
+        reason: String,
+    },
+
+    /// A proof could not be built.
+    #[error(transparent)]
+    Proof(#[from] super::merkle::MerkleError),
+
+    /// Writing an export failed.
+    #[error("cannot write {path}: {source}; check that the directory exists and is writable")]
+    Io {
+        /// File being written.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+
     /// Any other SQLite failure (disk full, read-only file, I/O error).
     #[error("ledger {path}: {operation} failed: {source}")]
     Sqlite {

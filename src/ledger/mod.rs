@@ -1,40 +1,62 @@
-//! The generation ledger: an append-only SQLite log of every output, a
-//! Merkle tree over its records and signed checkpoints.
+//! The ledger: an append-only SQLite log of every output, a Merkle tree
+//! over its records and signed checkpoints, in the manner of Certificate
+//! Transparency.
 //!
-//! Each record is chained to the one before it: `record_hash` is SHA-256
-//! over the record's canonical encoding (docs/ledger.md), and that encoding
-//! contains the previous record's hash. Records are never updated or
-//! deleted. Serials are reserved before a generation starts, because the
-//! watermark payload encodes the serial; a reservation that never gets a
+//! Each record is stored as its canonical encoding (docs/ledger.md), which
+//! is a leaf of the RFC 9162 Merkle tree. Every append or batch of appends
+//! stores the hashes of the subtrees it completes and a checkpoint note
+//! signed with the home's checkpoint key, in the same transaction. Records
+//! are never updated or deleted; a prompt can be redacted, because the
+//! leaf commits to its SHA-256 only.
+//!
+//! Serials are reserved before an output is made, because a generation's
+//! watermark payload encodes the serial. A reservation that never gets a
 //! record leaves a gap in the serials, never in the leaf indices.
 //!
-//! [`Ledger::verify_chain`] recomputes the chain and reports the first bad
-//! record.
+//! [`Ledger::audit`] recomputes every leaf, the tree and each checkpoint's
+//! root and signature, and reports the first record that differs.
+//! [`proof`] builds inclusion and consistency proofs from the stored
+//! subtree hashes and checks them offline.
 
-mod chain;
+mod audit;
+pub mod checkpoint;
 mod encoding;
 mod error;
+pub mod export;
+pub mod frontier;
 pub mod merkle;
 mod open;
+pub mod proof;
 mod read;
 mod record;
+mod redact;
 mod schema;
+mod tree;
+mod upgrade;
+mod validate;
 mod write;
 
 #[cfg(test)]
 mod test_support;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::Connection;
 
-pub use chain::{ChainFault, ChainProblem, ChainReport};
-pub use encoding::{ENCODING_VERSION, MAGIC};
+pub use audit::{AuditFault, AuditProblem, AuditReport};
+pub use checkpoint::{
+    Checkpoint, CheckpointError, CheckpointSigner, CheckpointVerifier, StoredCheckpoint,
+};
+pub use encoding::{
+    ENCODING_VERSION, LeafError, MAGIC, MAX_MANIFEST_BYTES, MAX_MIME_BYTES, MAX_MODEL_NAME_BYTES,
+    MAX_PAYLOAD_BYTES, MAX_PROMPT_BYTES, MAX_SOURCE_TYPE_BYTES, decode as decode_leaf,
+};
 pub use error::LedgerError;
 pub use read::ListFilter;
-pub use record::{NewRecord, Record, RecordKind};
+pub use record::{Generation, NewRecord, Record, RecordDetails, RecordKind, Stamp};
 pub use schema::SCHEMA_VERSION;
+pub use write::MAX_BATCH;
 
 /// Busy timeout of a newly opened ledger: how long a write waits for
 /// another process's write transaction before it fails with
@@ -46,21 +68,54 @@ pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct Ledger {
     conn: Connection,
+    at: Location,
+}
+
+/// The file a ledger was opened from, for error messages.
+#[derive(Debug, Clone)]
+pub(crate) struct Location {
     path: PathBuf,
     busy_timeout: Duration,
+}
+
+impl Location {
+    /// Returns a function that maps a SQLite error during `operation` to
+    /// the ledger error that names the fix.
+    pub(crate) fn sql(&self, operation: &'static str) -> impl Fn(rusqlite::Error) -> LedgerError {
+        let path = self.path.clone();
+        let busy_timeout = self.busy_timeout;
+        move |source| map_sql_error(&path, busy_timeout, operation, source)
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
 }
 
 impl Ledger {
     /// Maps a SQLite error to the ledger error that names the fix.
     fn sql_error(&self, operation: &'static str, source: rusqlite::Error) -> LedgerError {
-        map_sql_error(&self.path, self.busy_timeout, operation, source)
+        self.at.sql(operation)(source)
+    }
+
+    /// Starts an immediate write transaction, which waits up to the busy
+    /// timeout for other writers.
+    fn write_transaction(
+        &mut self,
+        operation: &'static str,
+    ) -> Result<(rusqlite::Transaction<'_>, &Location), LedgerError> {
+        let Ledger { conn, at } = self;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(at.sql(operation))?;
+        Ok((tx, at))
     }
 }
 
 /// Maps busy and not-a-database failures to their own variants, and any
 /// other failure to [`LedgerError::Sqlite`].
 fn map_sql_error(
-    path: &std::path::Path,
+    path: &Path,
     busy_timeout: Duration,
     operation: &'static str,
     source: rusqlite::Error,

@@ -7,13 +7,14 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use tracing::debug;
 
 use super::schema::{self, Contents, SCHEMA_VERSION};
-use super::{DEFAULT_BUSY_TIMEOUT, Ledger, LedgerError, map_sql_error};
+use super::{DEFAULT_BUSY_TIMEOUT, Ledger, LedgerError, Location, map_sql_error};
 
 /// Whether `open_file` may create a missing file and an empty schema.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Create,
     Existing,
+    ReadOnly,
 }
 
 impl Ledger {
@@ -38,25 +39,43 @@ impl Ledger {
         }
     }
 
+    /// Opens an existing ledger read-only, such as the copy in an export
+    /// bundle: nothing is written, not even a schema upgrade, so a schema 1
+    /// ledger gives [`LedgerError::NotALedger`].
+    pub fn open_read_only(path: &Path) -> Result<Self, LedgerError> {
+        match path.try_exists() {
+            Ok(true) => open_file(path, Mode::ReadOnly),
+            _ => Err(LedgerError::NotFound {
+                path: path.to_path_buf(),
+            }),
+        }
+    }
+
     /// Sets how long a write waits for another connection's lock.
     pub fn set_busy_timeout(&mut self, timeout: Duration) -> Result<(), LedgerError> {
         self.conn
             .busy_timeout(timeout)
             .map_err(|source| self.sql_error("set busy timeout", source))?;
-        self.busy_timeout = timeout;
+        self.at.busy_timeout = timeout;
         Ok(())
     }
 
     /// Path of the database file.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.at.path
     }
 }
 
 fn open_file(path: &Path, mode: Mode) -> Result<Ledger, LedgerError> {
     check_directory(path)?;
+    if mode == Mode::Create && !path.exists() {
+        create_atomically(path)?;
+    }
 
-    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut flags = match mode {
+        Mode::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,
+        Mode::Create | Mode::Existing => OpenFlags::SQLITE_OPEN_READ_WRITE,
+    } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     if mode == Mode::Create {
         flags |= OpenFlags::SQLITE_OPEN_CREATE;
     }
@@ -71,9 +90,24 @@ fn open_file(path: &Path, mode: Mode) -> Result<Ledger, LedgerError> {
     if contents == Contents::Empty && mode == Mode::Create {
         contents = create_schema(&mut conn).map_err(|e| fail("create schema", e))?;
     }
+    let at = Location {
+        path: path.to_path_buf(),
+        busy_timeout: DEFAULT_BUSY_TIMEOUT,
+    };
+    if contents == Contents::Ledger(1) && mode != Mode::ReadOnly {
+        contents = super::upgrade::upgrade(&mut conn, &at)?;
+    }
     check_contents(path, contents)?;
 
+    if mode == Mode::ReadOnly {
+        conn.execute_batch("PRAGMA query_only = ON;")
+            .map_err(|e| fail("set pragmas", e))?;
+        debug!(path = %path.display(), "opened ledger read-only");
+        return Ok(Ledger { conn, at });
+    }
     // Journal mode is persistent, so this writes only on the first open.
+    // FULL makes each commit durable before it returns, which a record
+    // must be before its output file is released (docs/ledger.md).
     let journal: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
         .map_err(|e| fail("enable WAL", e))?;
@@ -81,11 +115,7 @@ fn open_file(path: &Path, mode: Mode) -> Result<Ledger, LedgerError> {
         .map_err(|e| fail("set pragmas", e))?;
     debug!(path = %path.display(), journal, "opened ledger");
 
-    Ok(Ledger {
-        conn,
-        path: path.to_path_buf(),
-        busy_timeout: DEFAULT_BUSY_TIMEOUT,
-    })
+    Ok(Ledger { conn, at })
 }
 
 /// Rejects a path whose parent directory does not exist, because SQLite's
@@ -101,6 +131,44 @@ fn check_directory(path: &Path) -> Result<(), LedgerError> {
         path: path.to_path_buf(),
         directory: directory.to_path_buf(),
     })
+}
+
+/// Creates a new ledger with its schema under a temporary name beside
+/// `path`, then links it into place, so that no process ever sees `path`
+/// empty or half created, even when this one is killed. When another
+/// process created `path` first, its file is kept.
+fn create_atomically(path: &Path) -> Result<(), LedgerError> {
+    let directory = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let io = |source| LedgerError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let staged = tempfile::Builder::new()
+        .prefix(".ledger-")
+        .suffix(".sqlite.part")
+        .tempfile_in(directory)
+        .map_err(io)?
+        .into_temp_path();
+    let fail = |operation, source| map_sql_error(path, DEFAULT_BUSY_TIMEOUT, operation, source);
+    let mut conn = Connection::open(&staged).map_err(|e| fail("create ledger", e))?;
+    create_schema(&mut conn).map_err(|e| fail("create schema", e))?;
+    let _journal: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+        .map_err(|e| fail("enable WAL", e))?;
+    conn.close().map_err(|(_, e)| fail("create ledger", e))?;
+    std::fs::File::open(&staged)
+        .and_then(|file| file.sync_all())
+        .map_err(io)?;
+    match std::fs::hard_link(&staged, path) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(error) => return Err(io(error)),
+    }
+    debug!(path = %path.display(), "created ledger");
+    Ok(())
 }
 
 /// Creates the schema unless another process did so first. The check is
@@ -153,7 +221,7 @@ mod tests {
         let conn = Connection::open(&path).expect("open with rusqlite");
 
         assert_eq!(pragma_text(&conn, "journal_mode"), "Text(\"wal\")");
-        assert_eq!(pragma_text(&conn, "user_version"), "Integer(1)");
+        assert_eq!(pragma_text(&conn, "user_version"), "Integer(2)");
         let application_id: i32 = conn
             .pragma_query_value(None, "application_id", |row| row.get(0))
             .expect("read application_id");

@@ -1,17 +1,28 @@
 //! Reading records back: lookups by serial, time, key and output hash.
+//!
+//! Every read decodes the stored leaf and checks that the lookup columns
+//! and any stored prompt agree with it, so a row edited outside mmgen
+//! gives [`LedgerError::CorruptRecord`] instead of a wrong answer.
 
 use rusqlite::types::FromSql;
 use rusqlite::{OptionalExtension, Row, params};
+use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use super::record::{NewRecord, Record, RecordKind};
-use super::{Ledger, LedgerError};
+use super::audit::AuditProblem;
+use super::encoding;
+use super::record::{Record, RecordDetails, RecordKind};
+use super::validate::unix_nanos;
+use super::{Ledger, LedgerError, to_hex};
 
-/// Columns of `records` in the order that [`decode_row`] reads them.
-pub(crate) const RECORD_COLUMNS: &str = "leaf_index, serial, kind, created_ns, model_name, \
-     weights_sha256, prompt, prompt_sha256, seed, steps, guidance, width, height, \
-     watermark_key_id, watermark_payload, output_sha256, output_mime, manifest, \
-     prev_hash, record_hash";
+/// Columns of `records` and `prompts` in the order that [`decode_row`]
+/// reads them; the query must join `prompts` as `p`.
+pub(crate) const RECORD_COLUMNS: &str = "r.leaf_index, r.serial, r.kind, r.created_ns, \
+     r.output_sha256, r.watermark_key_id, r.leaf, p.prompt";
+
+/// The tables that [`RECORD_COLUMNS`] reads.
+pub(crate) const RECORD_TABLES: &str =
+    "records AS r LEFT JOIN prompts AS p ON p.leaf_index = r.leaf_index";
 
 /// Which records [`Ledger::list`] returns, in leaf index order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,7 +42,7 @@ impl Ledger {
         let Ok(serial) = i64::try_from(serial) else {
             return Ok(None);
         };
-        let sql = format!("SELECT {RECORD_COLUMNS} FROM records WHERE serial = ?1");
+        let sql = format!("SELECT {RECORD_COLUMNS} FROM {RECORD_TABLES} WHERE r.serial = ?1");
         let row = self
             .conn
             .query_row(&sql, [serial], |row| Ok(decode_row(row)))
@@ -40,8 +51,37 @@ impl Ledger {
         row.transpose().map_err(|fault| self.corrupt(fault))
     }
 
+    /// Returns the record at this leaf index, if there is one.
+    pub fn get_by_leaf_index(&self, leaf_index: u64) -> Result<Option<Record>, LedgerError> {
+        let Ok(leaf_index) = i64::try_from(leaf_index) else {
+            return Ok(None);
+        };
+        let sql = format!("SELECT {RECORD_COLUMNS} FROM {RECORD_TABLES} WHERE r.leaf_index = ?1");
+        let row = self
+            .conn
+            .query_row(&sql, [leaf_index], |row| Ok(decode_row(row)))
+            .optional()
+            .map_err(|source| self.sql_error("read record", source))?;
+        row.transpose().map_err(|fault| self.corrupt(fault))
+    }
+
     /// Lists records created in `[since, until)`, oldest leaf first.
     pub fn list(&self, filter: &ListFilter) -> Result<Vec<Record>, LedgerError> {
+        let mut records = Vec::new();
+        self.for_each(filter, |record| {
+            records.push(record);
+            Ok(())
+        })?;
+        Ok(records)
+    }
+
+    /// Calls `visit` with each record created in `[since, until)`, oldest
+    /// leaf first, without holding them all in memory.
+    pub fn for_each(
+        &self,
+        filter: &ListFilter,
+        mut visit: impl FnMut(Record) -> Result<(), LedgerError>,
+    ) -> Result<(), LedgerError> {
         let since = filter.since.map_or(i64::MIN, clamp_nanos);
         let until = filter.until.map_or(i64::MAX, clamp_nanos);
         let limit = filter
@@ -49,11 +89,20 @@ impl Ledger {
             .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX));
         let until_is_open = filter.until.is_none();
         let sql = format!(
-            "SELECT {RECORD_COLUMNS} FROM records \
-             WHERE created_ns >= ?1 AND (created_ns < ?2 OR ?3) \
-             ORDER BY leaf_index LIMIT ?4"
+            "SELECT {RECORD_COLUMNS} FROM {RECORD_TABLES} \
+             WHERE r.created_ns >= ?1 AND (r.created_ns < ?2 OR ?3) \
+             ORDER BY r.leaf_index LIMIT ?4"
         );
-        self.query_records(&sql, params![since, until, until_is_open, limit])
+        let fail = |source| self.sql_error("read records", source);
+        let mut statement = self.conn.prepare(&sql).map_err(fail)?;
+        let mut rows = statement
+            .query(params![since, until, until_is_open, limit])
+            .map_err(fail)?;
+        while let Some(row) = rows.next().map_err(fail)? {
+            let record = decode_row(row).map_err(|fault| self.corrupt(fault))?;
+            visit(record)?;
+        }
+        Ok(())
     }
 
     /// Serials of generation records watermarked with this key id, in
@@ -84,18 +133,24 @@ impl Ledger {
     /// Records whose output file has this SHA-256, oldest leaf first.
     pub fn find_by_output_sha256(&self, sha: &[u8; 32]) -> Result<Vec<Record>, LedgerError> {
         let sql = format!(
-            "SELECT {RECORD_COLUMNS} FROM records WHERE output_sha256 = ?1 ORDER BY leaf_index"
+            "SELECT {RECORD_COLUMNS} FROM {RECORD_TABLES} WHERE r.output_sha256 = ?1 \
+             ORDER BY r.leaf_index"
         );
-        self.query_records(&sql, [sha.as_slice()])
+        let fail = |source| self.sql_error("read records", source);
+        let mut statement = self.conn.prepare(&sql).map_err(fail)?;
+        let rows = statement
+            .query_map([sha.as_slice()], |row| Ok(decode_row(row)))
+            .map_err(fail)?;
+        let mut records = Vec::new();
+        for row in rows {
+            records.push(row.map_err(fail)?.map_err(|fault| self.corrupt(fault))?);
+        }
+        Ok(records)
     }
 
-    /// Number of records (the Merkle tree size).
+    /// Number of records, which is the Merkle tree size. Reads one row.
     pub fn len(&self) -> Result<u64, LedgerError> {
-        let count: i64 = self
-            .conn
-            .query_row("SELECT count(*) FROM records", [], |row| row.get(0))
-            .map_err(|source| self.sql_error("count records", source))?;
-        Ok(count.max(0).unsigned_abs())
+        super::tree::size(&self.conn).map_err(|source| self.sql_error("count records", source))
     }
 
     /// Whether the ledger has no records.
@@ -103,111 +158,154 @@ impl Ledger {
         Ok(self.len()? == 0)
     }
 
-    fn query_records(
-        &self,
-        sql: &str,
-        params: impl rusqlite::Params,
-    ) -> Result<Vec<Record>, LedgerError> {
-        let fail = |source| self.sql_error("read records", source);
-        let mut statement = self.conn.prepare(sql).map_err(fail)?;
-        let rows = statement
-            .query_map(params, |row| Ok(decode_row(row)))
-            .map_err(fail)?;
-        let mut records = Vec::new();
-        for row in rows {
-            let record = row.map_err(fail)?.map_err(|fault| self.corrupt(fault))?;
-            records.push(record);
-        }
-        Ok(records)
-    }
-
     pub(crate) fn corrupt(&self, fault: RowFault) -> LedgerError {
         LedgerError::CorruptRecord {
-            path: self.path.clone(),
+            path: self.at.path.clone(),
             leaf_index: fault.leaf_index,
-            reason: fault.reason,
+            reason: fault.problem.to_string(),
         }
     }
 }
 
-/// A stored row that does not decode into a record.
+/// A stored row that does not decode into a record, or whose columns
+/// disagree with its leaf.
 #[derive(Debug)]
 pub(crate) struct RowFault {
     /// `leaf_index` column of the row (-1 if unreadable).
     pub leaf_index: i64,
-    /// Which column failed and how.
-    pub reason: String,
+    /// What is wrong.
+    pub problem: AuditProblem,
 }
 
-/// Decodes one row of [`RECORD_COLUMNS`]. Hashes are returned as stored;
-/// [`Ledger::verify_chain`] recomputes them.
+/// Decodes one row of [`RECORD_COLUMNS`] and checks its columns and
+/// prompt against the leaf.
 pub(crate) fn decode_row(row: &Row<'_>) -> Result<Record, RowFault> {
+    let mut record = read_leaf(row)?;
+    check_row(row, &mut record)?;
+    Ok(record)
+}
+
+/// Decodes the leaf of a row of [`RECORD_COLUMNS`], with no other checks.
+pub(crate) fn read_leaf(row: &Row<'_>) -> Result<Record, RowFault> {
     let leaf_index: i64 = value(row, 0, "leaf_index")?;
-    let leaf = u64::try_from(leaf_index)
-        .map_err(|_| row_fault(row, 0, "leaf_index", format!("negative value {leaf_index}")))?;
+    let leaf: Vec<u8> = value(row, 6, "leaf")?;
+    encoding::decode(&leaf).map_err(|error| RowFault {
+        leaf_index,
+        problem: AuditProblem::Unreadable {
+            reason: format!("the leaf does not decode: {error}"),
+        },
+    })
+}
 
-    let kind_code: i64 = value(row, 2, "kind")?;
-    let kind = RecordKind::from_code(kind_code)
-        .ok_or_else(|| row_fault(row, 2, "kind", format!("unknown kind code {kind_code}")))?;
-    let created_ns: i64 = value(row, 3, "created_ns")?;
-    let created_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(created_ns))
-        .map_err(|error| row_fault(row, 3, "created_ns", error.to_string()))?;
-
-    let fields = NewRecord {
-        serial: unsigned(row, 1, "serial")?,
-        kind,
-        created_at,
-        model_name: value(row, 4, "model_name")?,
-        weights_sha256: fixed(row, 5, "weights_sha256")?,
-        prompt: value(row, 6, "prompt")?,
-        prompt_sha256: fixed(row, 7, "prompt_sha256")?,
-        // The seed is stored as the i64 with the same bits.
-        seed: value::<i64>(row, 8, "seed")? as u64,
-        steps: narrow(row, 9, "steps")?,
-        guidance: value(row, 10, "guidance")?,
-        width: narrow(row, 11, "width")?,
-        height: narrow(row, 12, "height")?,
-        watermark_key_id: fixed(row, 13, "watermark_key_id")?,
-        watermark_payload: value(row, 14, "watermark_payload")?,
-        output_sha256: fixed(row, 15, "output_sha256")?,
-        output_mime: value(row, 16, "output_mime")?,
-        manifest: value(row, 17, "manifest")?,
+/// Checks the lookup columns of a row against its decoded leaf, and adds
+/// the stored prompt after checking it against the leaf's prompt hash.
+pub(crate) fn check_row(row: &Row<'_>, record: &mut Record) -> Result<(), RowFault> {
+    let leaf_index: i64 = value(row, 0, "leaf_index")?;
+    let fault = |problem| RowFault {
+        leaf_index,
+        problem,
     };
-    let prev_hash = fixed(row, 18, "prev_hash")?;
-    let record_hash = fixed(row, 19, "record_hash")?;
-    Ok(Record::from_parts(leaf, prev_hash, record_hash, fields))
+    let mismatch = |column: &'static str, stored: String, in_leaf: String| {
+        fault(AuditProblem::ColumnMismatch {
+            column,
+            stored,
+            in_leaf,
+        })
+    };
+    if leaf_index != record.leaf_index as i64 {
+        return Err(mismatch(
+            "leaf_index",
+            leaf_index.to_string(),
+            record.leaf_index.to_string(),
+        ));
+    }
+    let serial: i64 = value(row, 1, "serial")?;
+    if serial != record.serial as i64 {
+        return Err(mismatch(
+            "serial",
+            serial.to_string(),
+            record.serial.to_string(),
+        ));
+    }
+    let kind: i64 = value(row, 2, "kind")?;
+    if kind != i64::from(record.kind().code()) {
+        return Err(mismatch(
+            "kind",
+            kind.to_string(),
+            record.kind().code().to_string(),
+        ));
+    }
+    let created_ns: i64 = value(row, 3, "created_ns")?;
+    let leaf_ns = unix_nanos(record.created_at).unwrap_or_default();
+    if created_ns != leaf_ns {
+        return Err(mismatch(
+            "created_ns",
+            created_ns.to_string(),
+            leaf_ns.to_string(),
+        ));
+    }
+    let output: Vec<u8> = value(row, 4, "output_sha256")?;
+    if output != record.output_sha256 {
+        return Err(mismatch(
+            "output_sha256",
+            to_hex(&output),
+            to_hex(&record.output_sha256),
+        ));
+    }
+    let key_id: Option<Vec<u8>> = value(row, 5, "watermark_key_id")?;
+    let leaf_key_id = record.generation().map(|g| g.watermark_key_id.to_vec());
+    if key_id != leaf_key_id {
+        let text = |id: &Option<Vec<u8>>| id.as_deref().map_or("NULL".into(), to_hex);
+        return Err(mismatch(
+            "watermark_key_id",
+            text(&key_id),
+            text(&leaf_key_id),
+        ));
+    }
+
+    let prompt: Option<String> = value(row, 7, "prompt")?;
+    if let Some(prompt) = prompt {
+        attach_prompt(record, prompt).map_err(fault)?;
+    }
+    Ok(())
+}
+
+/// Puts a stored prompt into a version 2 generation record after checking
+/// it against the leaf's `prompt_sha256`.
+fn attach_prompt(record: &mut Record, prompt: String) -> Result<(), AuditProblem> {
+    let version = record.encoding_version;
+    let RecordDetails::Generation(generation) = &mut record.details else {
+        return Err(AuditProblem::PromptMismatch {
+            reason: "a stamp record has a stored prompt".into(),
+        });
+    };
+    if version == 1 {
+        return Err(AuditProblem::PromptMismatch {
+            reason: "a version 1 record keeps its prompt in the leaf, but has a stored prompt"
+                .into(),
+        });
+    }
+    let digest: [u8; 32] = Sha256::digest(prompt.as_bytes()).into();
+    if digest != generation.prompt_sha256 {
+        return Err(AuditProblem::PromptMismatch {
+            reason: format!(
+                "the stored prompt hashes to {}, but the leaf commits to {}",
+                to_hex(&digest),
+                to_hex(&generation.prompt_sha256)
+            ),
+        });
+    }
+    generation.prompt = Some(prompt);
+    Ok(())
 }
 
 fn value<T: FromSql>(row: &Row<'_>, index: usize, name: &str) -> Result<T, RowFault> {
-    row.get(index)
-        .map_err(|error| row_fault(row, index, name, error.to_string()))
-}
-
-fn row_fault(row: &Row<'_>, index: usize, name: &str, detail: String) -> RowFault {
-    RowFault {
+    row.get(index).map_err(|error| RowFault {
         leaf_index: row.get(0).unwrap_or(-1),
-        reason: format!("column {name} (#{index}): {detail}"),
-    }
-}
-
-fn fixed<const N: usize>(row: &Row<'_>, index: usize, name: &str) -> Result<[u8; N], RowFault> {
-    let bytes: Vec<u8> = value(row, index, name)?;
-    let length = bytes.len();
-    bytes
-        .try_into()
-        .map_err(|_| row_fault(row, index, name, format!("{length} bytes, expected {N}")))
-}
-
-fn unsigned(row: &Row<'_>, index: usize, name: &str) -> Result<u64, RowFault> {
-    let number: i64 = value(row, index, name)?;
-    u64::try_from(number)
-        .map_err(|_| row_fault(row, index, name, format!("negative value {number}")))
-}
-
-fn narrow(row: &Row<'_>, index: usize, name: &str) -> Result<u32, RowFault> {
-    let number: i64 = value(row, index, name)?;
-    u32::try_from(number)
-        .map_err(|_| row_fault(row, index, name, format!("{number} is out of range")))
+        problem: AuditProblem::Unreadable {
+            reason: format!("column {name} (#{index}): {error}"),
+        },
+    })
 }
 
 /// Nanoseconds since the epoch, clamped to the i64 range of `created_ns`.
@@ -221,7 +319,9 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
-    use crate::ledger::test_support::{fill, sample_record, temp_ledger};
+    use crate::ledger::test_support::{
+        fill, sample_record, sample_stamp, temp_ledger, test_signer,
+    };
 
     fn serials(records: &[Record]) -> Vec<u64> {
         records.iter().map(|record| record.serial).collect()
@@ -272,10 +372,12 @@ mod tests {
             let serial = ledger.reserve_serial().expect("reserve");
             let mut record = sample_record(serial, i);
             if i % 2 == 1 {
-                record.watermark_key_id = [9; 8];
+                if let RecordDetails::Generation(generation) = &mut record.details {
+                    generation.watermark_key_id = [9; 8];
+                }
                 other_key.push(serial);
             }
-            ledger.append(record).expect("append");
+            ledger.append(record, &test_signer()).expect("append");
         }
 
         assert_eq!(ledger.serials_for_key(&[9; 8]).expect("look up"), other_key);
@@ -323,7 +425,7 @@ mod tests {
         let conn = rusqlite::Connection::open(&path).expect("open directly");
         conn.execute_batch(
             "DROP TRIGGER records_reject_update;
-             UPDATE records SET steps = -5, kind = 1;",
+             UPDATE records SET leaf = substr(leaf, 1, 40);",
         )
         .expect("damage row");
 
@@ -332,6 +434,66 @@ mod tests {
             matches!(error, LedgerError::CorruptRecord { leaf_index: 0, .. }),
             "{error:?}"
         );
-        assert!(error.to_string().contains("steps"));
+        assert!(error.to_string().contains("leaf ends"), "{error}");
+    }
+
+    #[test]
+    fn edited_lookup_column_is_corrupt_record() {
+        let (_dir, path, mut ledger) = temp_ledger();
+        let records = fill(&mut ledger, 2);
+        let conn = rusqlite::Connection::open(&path).expect("open directly");
+        conn.execute("DROP TRIGGER records_reject_update", [])
+            .expect("drop trigger");
+        conn.execute(
+            "UPDATE records SET output_sha256 = ?1 WHERE leaf_index = 0",
+            [records[1].output_sha256.as_slice()],
+        )
+        .expect("edit column");
+
+        let error = ledger
+            .find_by_output_sha256(&records[1].output_sha256)
+            .expect_err("the edited row must not be returned as a match");
+        assert!(error.to_string().contains("output_sha256"), "{error}");
+    }
+
+    #[test]
+    fn stamps_and_generations_list_together() {
+        let (_dir, _path, mut ledger) = temp_ledger();
+        let serials = ledger.reserve_serials(2).expect("reserve");
+        let batch = vec![sample_record(serials[0], 0), sample_stamp(serials[1], 1)];
+        ledger.append_batch(batch, &test_signer()).expect("append");
+
+        let all = ledger.list(&ListFilter::default()).expect("list");
+        assert_eq!(all.len(), 2);
+        assert!(all[0].generation().is_some());
+        assert_eq!(
+            all[1].stamp().map(|s| s.digital_source_type.as_str()),
+            Some("http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture")
+        );
+        assert_eq!(
+            ledger
+                .serials_for_key(&[1, 2, 3, 4, 5, 6, 7, 8])
+                .expect("look up"),
+            vec![1]
+        );
+    }
+
+    #[test]
+    fn record_json_uses_hex_rfc3339_base64() {
+        let (_dir, _path, mut ledger) = temp_ledger();
+        let record = fill(&mut ledger, 1).remove(0);
+        let json = serde_json::to_value(&record).expect("serialize record");
+
+        assert_eq!(json["leaf_index"], 0);
+        assert_eq!(json["kind"], "generation");
+        assert_eq!(json["encoding_version"], 2);
+        assert_eq!(json["created_at"], "2026-12-04T15:00:00Z");
+        assert_eq!(json["weights_sha256"], "5a".repeat(32));
+        assert_eq!(json["watermark_key_id"], "0102030405060708");
+        assert_eq!(json["leaf_hash"], to_hex(&record.leaf_hash));
+        assert!(json.get("prev_hash").is_none(), "{json}");
+        let manifest = json["manifest"].as_str().expect("manifest is a string");
+        assert!(manifest.starts_with("wsLC"), "{manifest}");
+        assert_eq!(json["seed"], 0);
     }
 }

@@ -1,5 +1,10 @@
 //! Ledger records: what the caller hands to `append` and what the store
 //! returns.
+//!
+//! Every record has the fields that any logged output has (serial, time,
+//! output hash and media type, C2PA manifest) and the details of its kind:
+//! a [`Generation`] by the built-in model, or a [`Stamp`] that a publisher
+//! put on a file that mmgen did not generate.
 
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -11,6 +16,8 @@ use time::OffsetDateTime;
 pub enum RecordKind {
     /// An output of the built-in generator.
     Generation,
+    /// A file that a publisher signed and logged, such as a photograph.
+    Stamp,
 }
 
 impl RecordKind {
@@ -18,6 +25,7 @@ impl RecordKind {
     pub fn code(self) -> u8 {
         match self {
             RecordKind::Generation => 1,
+            RecordKind::Stamp => 2,
         }
     }
 
@@ -25,32 +33,34 @@ impl RecordKind {
     pub fn from_code(code: i64) -> Option<Self> {
         match code {
             1 => Some(RecordKind::Generation),
+            2 => Some(RecordKind::Stamp),
             _ => None,
+        }
+    }
+
+    /// Name of the kind as JSON and the CLI print it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RecordKind::Generation => "generation",
+            RecordKind::Stamp => "stamp",
         }
     }
 }
 
-/// A record to append. Its serial must come from `Ledger::reserve_serial`.
+/// Fields of a generation record: how the built-in model made the output.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct NewRecord {
-    /// Serial reserved before the generation started; the watermark
-    /// payload encodes it.
-    pub serial: u64,
-    /// Kind of record.
-    pub kind: RecordKind,
-    /// Time the output was made. The store converts it to UTC and keeps
-    /// nanoseconds.
-    #[serde(with = "rfc3339")]
-    pub created_at: OffsetDateTime,
+pub struct Generation {
     /// Model name, such as "mmgen-builtin-v1".
     pub model_name: String,
     /// SHA-256 of the model weights file.
     #[serde(with = "hex_bytes")]
     pub weights_sha256: [u8; 32],
-    /// Prompt text, or `None` when the policy keeps only its hash.
+    /// Prompt text, or `None` when the policy keeps only its hash or the
+    /// prompt was redacted later. The leaf commits to `prompt_sha256` only,
+    /// so redaction leaves the leaf hash unchanged.
     pub prompt: Option<String>,
     /// SHA-256 of the prompt's UTF-8 bytes. When `prompt` is present,
-    /// `append` checks that they match.
+    /// `append` and `ledger verify` check that they match.
     #[serde(with = "hex_bytes")]
     pub prompt_sha256: [u8; 32],
     /// Seed of the initial noise.
@@ -68,15 +78,71 @@ pub struct NewRecord {
     pub watermark_key_id: [u8; 8],
     /// Watermark payload, in the watermark module's text form.
     pub watermark_payload: String,
+}
+
+/// Fields of a stamp record: a file that mmgen did not generate, signed
+/// with a C2PA manifest by its publisher.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Stamp {
+    /// SHA-256 of the input file as the publisher supplied it.
+    #[serde(with = "hex_bytes")]
+    pub input_sha256: [u8; 32],
+    /// IPTC digital source type URI declared in the manifest, such as
+    /// `http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture`.
+    pub digital_source_type: String,
+}
+
+/// The kind-specific part of a record. In JSON its fields sit beside the
+/// common ones, with `kind` naming the variant.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RecordDetails {
+    /// See [`Generation`].
+    Generation(Generation),
+    /// See [`Stamp`].
+    Stamp(Stamp),
+}
+
+impl RecordDetails {
+    /// Kind of these details.
+    pub fn kind(&self) -> RecordKind {
+        match self {
+            RecordDetails::Generation(_) => RecordKind::Generation,
+            RecordDetails::Stamp(_) => RecordKind::Stamp,
+        }
+    }
+}
+
+/// A record to append. Its serial must come from `Ledger::reserve_serial`
+/// or `Ledger::reserve_serials`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NewRecord {
+    /// Serial reserved before the output was made; a generation's
+    /// watermark payload encodes it.
+    pub serial: u64,
+    /// Time the output was made. The store converts it to UTC and keeps
+    /// nanoseconds.
+    #[serde(with = "rfc3339")]
+    pub created_at: OffsetDateTime,
     /// SHA-256 of the output file as released.
     #[serde(with = "hex_bytes")]
     pub output_sha256: [u8; 32],
     /// Media type of the output file, such as "image/png".
     pub output_mime: String,
-    /// C2PA manifest store embedded in the output (may be empty when the
-    /// output was not signed).
+    /// C2PA manifest store embedded in the output (empty when the output
+    /// was not signed).
     #[serde(with = "base64_bytes")]
     pub manifest: Vec<u8>,
+    /// Fields of the record's kind.
+    #[serde(flatten)]
+    pub details: RecordDetails,
+}
+
+impl NewRecord {
+    /// Kind of the record.
+    pub fn kind(&self) -> RecordKind {
+        self.details.kind()
+    }
 }
 
 /// A stored record: the appended fields plus its place in the log.
@@ -84,45 +150,21 @@ pub struct NewRecord {
 pub struct Record {
     /// Position in the log, contiguous from 0; also the Merkle leaf index.
     pub leaf_index: u64,
-    /// `record_hash` of the record at `leaf_index - 1`, or 32 zero bytes
-    /// for the first record.
+    /// Version of the canonical encoding of this record's leaf: 2 for
+    /// records appended now, 1 for records kept from a schema 1 ledger.
+    pub encoding_version: u8,
+    /// RFC 9162 leaf hash, SHA-256(0x00 || canonical encoding).
     #[serde(with = "hex_bytes")]
-    pub prev_hash: [u8; 32],
-    /// SHA-256 of the canonical encoding of this record.
-    #[serde(with = "hex_bytes")]
-    pub record_hash: [u8; 32],
+    pub leaf_hash: [u8; 32],
+    /// Hash of the previous record in the hash chain of encoding version
+    /// 1; `None` for version 2 records, which have no chain.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "hex_option")]
+    pub prev_hash: Option<[u8; 32]>,
     /// See [`NewRecord::serial`].
     pub serial: u64,
-    /// See [`NewRecord::kind`].
-    pub kind: RecordKind,
     /// See [`NewRecord::created_at`]; always UTC.
     #[serde(with = "rfc3339")]
     pub created_at: OffsetDateTime,
-    /// See [`NewRecord::model_name`].
-    pub model_name: String,
-    /// See [`NewRecord::weights_sha256`].
-    #[serde(with = "hex_bytes")]
-    pub weights_sha256: [u8; 32],
-    /// See [`NewRecord::prompt`].
-    pub prompt: Option<String>,
-    /// See [`NewRecord::prompt_sha256`].
-    #[serde(with = "hex_bytes")]
-    pub prompt_sha256: [u8; 32],
-    /// See [`NewRecord::seed`].
-    pub seed: u64,
-    /// See [`NewRecord::steps`].
-    pub steps: u32,
-    /// See [`NewRecord::guidance`].
-    pub guidance: f64,
-    /// See [`NewRecord::width`].
-    pub width: u32,
-    /// See [`NewRecord::height`].
-    pub height: u32,
-    /// See [`NewRecord::watermark_key_id`].
-    #[serde(with = "hex_bytes")]
-    pub watermark_key_id: [u8; 8],
-    /// See [`NewRecord::watermark_payload`].
-    pub watermark_payload: String,
     /// See [`NewRecord::output_sha256`].
     #[serde(with = "hex_bytes")]
     pub output_sha256: [u8; 32],
@@ -131,44 +173,37 @@ pub struct Record {
     /// See [`NewRecord::manifest`].
     #[serde(with = "base64_bytes")]
     pub manifest: Vec<u8>,
+    /// See [`NewRecord::details`].
+    #[serde(flatten)]
+    pub details: RecordDetails,
 }
 
 impl Record {
-    /// Builds a stored record from its log position and appended fields.
-    pub(crate) fn from_parts(
-        leaf_index: u64,
-        prev_hash: [u8; 32],
-        record_hash: [u8; 32],
-        fields: NewRecord,
-    ) -> Self {
-        Self {
-            leaf_index,
-            prev_hash,
-            record_hash,
-            serial: fields.serial,
-            kind: fields.kind,
-            created_at: fields.created_at,
-            model_name: fields.model_name,
-            weights_sha256: fields.weights_sha256,
-            prompt: fields.prompt,
-            prompt_sha256: fields.prompt_sha256,
-            seed: fields.seed,
-            steps: fields.steps,
-            guidance: fields.guidance,
-            width: fields.width,
-            height: fields.height,
-            watermark_key_id: fields.watermark_key_id,
-            watermark_payload: fields.watermark_payload,
-            output_sha256: fields.output_sha256,
-            output_mime: fields.output_mime,
-            manifest: fields.manifest,
+    /// Kind of the record.
+    pub fn kind(&self) -> RecordKind {
+        self.details.kind()
+    }
+
+    /// The generation fields, if this is a generation record.
+    pub fn generation(&self) -> Option<&Generation> {
+        match &self.details {
+            RecordDetails::Generation(generation) => Some(generation),
+            RecordDetails::Stamp(_) => None,
         }
     }
 
-    /// Canonical encoding of this record: the record hash preimage and the
-    /// Merkle leaf (see docs/ledger.md).
+    /// The stamp fields, if this is a stamp record.
+    pub fn stamp(&self) -> Option<&Stamp> {
+        match &self.details {
+            RecordDetails::Stamp(stamp) => Some(stamp),
+            RecordDetails::Generation(_) => None,
+        }
+    }
+
+    /// Canonical encoding of this record: the Merkle leaf whose hash is
+    /// [`Record::leaf_hash`] (layout in docs/ledger.md).
     pub fn canonical_encoding(&self) -> Vec<u8> {
-        super::encoding::encode(&super::encoding::Fields::from_record(self))
+        super::encoding::encode_record(self)
     }
 }
 
@@ -199,6 +234,16 @@ mod hex_bytes {
     }
 }
 
+fn hex_option<S: serde::Serializer>(
+    bytes: &Option<[u8; 32]>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match bytes {
+        Some(bytes) => serializer.serialize_str(&crate::ledger::to_hex(bytes)),
+        None => serializer.serialize_none(),
+    }
+}
+
 /// Standard padded base64 for the manifest bytes in JSON.
 mod base64_bytes {
     use base64::Engine;
@@ -207,31 +252,5 @@ mod base64_bytes {
     pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
         let text = base64::engine::general_purpose::STANDARD.encode(bytes);
         serializer.serialize_str(&text)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::ledger::test_support::{fill, temp_ledger};
-
-    #[test]
-    fn record_json_uses_hex_rfc3339_base64() {
-        let (_dir, _path, mut ledger) = temp_ledger();
-        let record = fill(&mut ledger, 1).remove(0);
-        let json = serde_json::to_value(&record).expect("serialize record");
-
-        assert_eq!(json["leaf_index"], 0);
-        assert_eq!(json["kind"], "generation");
-        assert_eq!(json["created_at"], "2026-12-04T15:00:00Z");
-        assert_eq!(json["prev_hash"], "0".repeat(64));
-        assert_eq!(json["weights_sha256"], "5a".repeat(32));
-        assert_eq!(json["watermark_key_id"], "0102030405060708");
-        assert_eq!(
-            json["record_hash"],
-            crate::ledger::to_hex(&record.record_hash)
-        );
-        let manifest = json["manifest"].as_str().expect("manifest is a string");
-        assert!(manifest.starts_with("wsLC"), "{manifest}");
-        assert_eq!(json["seed"], 0);
     }
 }

@@ -7,47 +7,82 @@ use rusqlite::Connection;
 pub const APPLICATION_ID: i32 = 0x6D6D_4C47;
 
 /// Schema version written to `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
-/// Tables, indexes and triggers of schema version 1.
-///
-/// The triggers reject UPDATE and DELETE on records so that no mmgen code
-/// path can change history by mistake. They are no defence against a
-/// person who edits the file; `verify_chain` and signed checkpoints are.
-const SCHEMA_V1: &str = "
+/// The serials table, unchanged since schema version 1.
+pub(crate) const SERIALS: &str = "
 CREATE TABLE serials (
     serial      INTEGER PRIMARY KEY AUTOINCREMENT,
     reserved_ns INTEGER NOT NULL
 );
+";
+
+/// Every other table, index and trigger of schema version 2.
+///
+/// `records.leaf` contains the canonical encoding, the one source of truth;
+/// the other columns of `records` repeat leaf fields for lookups, and
+/// reads and `ledger verify` check that they agree with the leaf. `tree`
+/// holds the hash of every complete subtree, numbered in the order that
+/// appends complete them (docs/ledger.md), and `checkpoints` every signed
+/// checkpoint note.
+///
+/// The triggers reject UPDATE and DELETE wherever mmgen only appends, so
+/// that no mmgen code path can change history by mistake. `prompts`
+/// accepts DELETE, which is how a prompt is redacted. The triggers are no
+/// defence against a person who edits the file; `ledger verify` is.
+pub(crate) const TABLES_V2: &str = "
 CREATE TABLE records (
-    leaf_index        INTEGER PRIMARY KEY,
-    serial            INTEGER NOT NULL UNIQUE REFERENCES serials(serial),
-    kind              INTEGER NOT NULL,
-    created_ns        INTEGER NOT NULL,
-    model_name        TEXT    NOT NULL,
-    weights_sha256    BLOB    NOT NULL,
-    prompt            TEXT,
-    prompt_sha256     BLOB    NOT NULL,
-    seed              INTEGER NOT NULL,
-    steps             INTEGER NOT NULL,
-    guidance          REAL    NOT NULL,
-    width             INTEGER NOT NULL,
-    height            INTEGER NOT NULL,
-    watermark_key_id  BLOB    NOT NULL,
-    watermark_payload TEXT    NOT NULL,
-    output_sha256     BLOB    NOT NULL,
-    output_mime       TEXT    NOT NULL,
-    manifest          BLOB    NOT NULL,
-    prev_hash         BLOB    NOT NULL,
-    record_hash       BLOB    NOT NULL
+    leaf_index       INTEGER PRIMARY KEY,
+    serial           INTEGER NOT NULL UNIQUE REFERENCES serials(serial),
+    kind             INTEGER NOT NULL,
+    created_ns       INTEGER NOT NULL,
+    output_sha256    BLOB    NOT NULL,
+    watermark_key_id BLOB,
+    leaf             BLOB    NOT NULL
 );
 CREATE INDEX records_by_key ON records (watermark_key_id, serial);
 CREATE INDEX records_by_output ON records (output_sha256);
 CREATE INDEX records_by_time ON records (created_ns);
+CREATE TABLE prompts (
+    leaf_index INTEGER PRIMARY KEY REFERENCES records(leaf_index),
+    prompt     TEXT NOT NULL
+);
+CREATE TABLE tree (
+    node INTEGER PRIMARY KEY,
+    hash BLOB    NOT NULL
+);
+CREATE TABLE checkpoints (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    tree_size  INTEGER NOT NULL,
+    created_ns INTEGER NOT NULL,
+    note       TEXT    NOT NULL
+);
+CREATE INDEX checkpoints_by_size ON checkpoints (tree_size);
+CREATE INDEX checkpoints_by_time ON checkpoints (created_ns);
+CREATE TABLE meta (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TRIGGER records_reject_update BEFORE UPDATE ON records
 BEGIN SELECT RAISE(ABORT, 'ledger records are immutable'); END;
 CREATE TRIGGER records_reject_delete BEFORE DELETE ON records
 BEGIN SELECT RAISE(ABORT, 'ledger records are immutable'); END;
+CREATE TRIGGER prompts_reject_update BEFORE UPDATE ON prompts
+BEGIN SELECT RAISE(ABORT, 'ledger prompts can be redacted (deleted) but never changed'); END;
+CREATE TRIGGER tree_reject_update BEFORE UPDATE ON tree
+BEGIN SELECT RAISE(ABORT, 'the ledger tree is append-only'); END;
+CREATE TRIGGER tree_reject_delete BEFORE DELETE ON tree
+BEGIN SELECT RAISE(ABORT, 'the ledger tree is append-only'); END;
+CREATE TRIGGER checkpoints_reject_update BEFORE UPDATE ON checkpoints
+BEGIN SELECT RAISE(ABORT, 'ledger checkpoints are immutable'); END;
+CREATE TRIGGER checkpoints_reject_delete BEFORE DELETE ON checkpoints
+BEGIN SELECT RAISE(ABORT, 'ledger checkpoints are immutable'); END;
+CREATE TRIGGER serials_reject_update BEFORE UPDATE ON serials
+BEGIN SELECT RAISE(ABORT, 'ledger serials are never reassigned'); END;
+CREATE TRIGGER serials_reject_delete BEFORE DELETE ON serials
+BEGIN SELECT RAISE(ABORT, 'ledger serials are never reassigned'); END;
+CREATE TRIGGER meta_reject_update BEFORE UPDATE ON meta
+BEGIN SELECT RAISE(ABORT, 'ledger settings are written once'); END;
 ";
 
 /// What an opened SQLite file contains.
@@ -79,10 +114,11 @@ pub(crate) fn inspect(conn: &Connection) -> rusqlite::Result<Contents> {
     )))
 }
 
-/// Creates schema version 1 in an empty database. The caller runs this
+/// Creates the current schema in an empty database. The caller runs this
 /// inside a write transaction.
 pub(crate) fn create(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(SCHEMA_V1)?;
+    conn.execute_batch(SERIALS)?;
+    conn.execute_batch(TABLES_V2)?;
     conn.pragma_update(None, "application_id", APPLICATION_ID)?;
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     Ok(())

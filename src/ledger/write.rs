@@ -1,26 +1,20 @@
 //! Writing to the ledger: serial reservations and appended records.
 
-use std::path::Path;
+use std::collections::HashSet;
 
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
-use sha2::{Digest, Sha256};
-use time::{OffsetDateTime, UtcOffset};
+use rusqlite::{OptionalExtension, Transaction, params};
+use time::OffsetDateTime;
 use tracing::debug;
 
-use super::encoding::{self, Fields};
-use super::record::{NewRecord, Record};
-use super::{Ledger, LedgerError, map_sql_error};
+use super::checkpoint::{self, CheckpointSigner};
+use super::encoding::{self, LeafView};
+use super::record::{NewRecord, Record, RecordDetails};
+use super::validate::{unix_nanos, validate};
+use super::{Ledger, LedgerError, Location, tree};
 
-/// Maximum bytes of `model_name`.
-pub const MAX_MODEL_NAME_BYTES: usize = 256;
-/// Maximum bytes of `prompt`.
-pub const MAX_PROMPT_BYTES: usize = 64 * 1024;
-/// Maximum bytes of `watermark_payload`.
-pub const MAX_PAYLOAD_BYTES: usize = 256;
-/// Maximum bytes of `output_mime`.
-pub const MAX_MIME_BYTES: usize = 127;
-/// Maximum bytes of `manifest`.
-pub const MAX_MANIFEST_BYTES: usize = 16 * 1024 * 1024;
+/// Maximum number of records that one `append_batch` call accepts, so that one
+/// transaction stays well below SQLite's and memory's limits.
+pub const MAX_BATCH: usize = 100_000;
 
 impl Ledger {
     /// Reserves the next serial in its own short write transaction.
@@ -30,268 +24,216 @@ impl Ledger {
     /// even when the reserving process dies before it appends, so such a
     /// crash leaves a gap in the serials.
     pub fn reserve_serial(&mut self) -> Result<u64, LedgerError> {
-        let now = unix_nanos(OffsetDateTime::now_utc()).unwrap_or(i64::MAX);
-        let Ledger {
-            conn,
-            path,
-            busy_timeout,
-        } = self;
-        let fail = |source| map_sql_error(path, *busy_timeout, "reserve serial", source);
-
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(fail)?;
-        tx.execute("INSERT INTO serials (reserved_ns) VALUES (?1)", [now])
-            .map_err(fail)?;
-        let serial = tx.last_insert_rowid();
-        tx.commit().map_err(fail)?;
-
-        debug!(serial, "reserved ledger serial");
-        u64::try_from(serial).map_err(|_| LedgerError::CorruptRecord {
-            path: path.clone(),
-            leaf_index: -1,
-            reason: format!("serial table returned negative serial {serial}"),
-        })
+        let serials = self.reserve_serials(1)?;
+        Ok(serials[0])
     }
 
-    /// Appends a record in one immediate transaction: checks that its
-    /// serial was reserved and has no record yet, then assigns the next
-    /// leaf index, links it to the previous record and stores its hash.
-    pub fn append(&mut self, record: NewRecord) -> Result<Record, LedgerError> {
-        let record = validate(record)?;
-        let serial = record.serial;
-        let created_ns = unix_nanos(record.created_at).unwrap_or_default();
-        let serial_sql = i64::try_from(serial).unwrap_or(-1);
-        let Ledger {
-            conn,
-            path,
-            busy_timeout,
-        } = self;
-        let fail = |source| map_sql_error(path, *busy_timeout, "append record", source);
+    /// Reserves `count` serials in one write transaction and returns them
+    /// in increasing order. They need not be contiguous when other
+    /// processes reserve at the same time.
+    pub fn reserve_serials(&mut self, count: usize) -> Result<Vec<u64>, LedgerError> {
+        let now = unix_nanos(OffsetDateTime::now_utc()).unwrap_or(i64::MAX);
+        let (tx, at) = self.write_transaction("reserve serial")?;
+        let fail = at.sql("reserve serial");
+        let mut serials = Vec::with_capacity(count);
+        {
+            let mut insert = tx
+                .prepare_cached("INSERT INTO serials (reserved_ns) VALUES (?1)")
+                .map_err(&fail)?;
+            for _ in 0..count {
+                insert.execute([now]).map_err(&fail)?;
+                // Rowids of the serials table are positive.
+                serials.push(tx.last_insert_rowid().max(0).unsigned_abs());
+            }
+        }
+        tx.commit().map_err(&fail)?;
+        debug!(count, first = serials.first(), "reserved ledger serials");
+        Ok(serials)
+    }
 
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(fail)?;
+    /// Appends one record and a checkpoint of the new tree, in one
+    /// transaction. See [`Ledger::append_batch`].
+    pub fn append(
+        &mut self,
+        record: NewRecord,
+        signer: &CheckpointSigner,
+    ) -> Result<Record, LedgerError> {
+        let mut records = self.append_batch(vec![record], signer)?;
+        Ok(records.remove(0))
+    }
 
-        let reserved: Option<i64> = tx
-            .query_row(
-                "SELECT serial FROM serials WHERE serial = ?1",
-                [serial_sql],
-                |row| row.get(0),
-            )
-            .optional()
-            .map_err(fail)?;
-        if reserved.is_none() {
-            return Err(LedgerError::SerialNotReserved {
-                path: path.clone(),
-                serial,
+    /// Appends records in order and signs one checkpoint of the new tree,
+    /// all in one immediate transaction: either every record is durable
+    /// with its subtree hashes and the checkpoint, or nothing changed.
+    ///
+    /// Each serial must have been reserved and have no record yet. The
+    /// first checkpoint of a ledger stores the signer's origin, and later
+    /// appends must use the same origin.
+    pub fn append_batch(
+        &mut self,
+        records: Vec<NewRecord>,
+        signer: &CheckpointSigner,
+    ) -> Result<Vec<Record>, LedgerError> {
+        if records.is_empty() || records.len() > MAX_BATCH {
+            return Err(LedgerError::InvalidRecord {
+                serial: records.first().map_or(0, |r| r.serial),
+                field: "batch",
+                reason: format!(
+                    "has {} records; a batch has 1 to {MAX_BATCH}",
+                    records.len()
+                ),
             });
         }
-        let used: Option<i64> = tx
-            .query_row(
-                "SELECT leaf_index FROM records WHERE serial = ?1",
-                [serial_sql],
-                |row| row.get(0),
-            )
+        let records = records
+            .into_iter()
+            .map(validate)
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let (tx, at) = self.write_transaction("append records")?;
+        let fail = at.sql("append records");
+        check_serials(&tx, at, &records)?;
+        let size = tree::size(&tx).map_err(&fail)?;
+        let mut frontier = tree::load_frontier(&tx, at, size)?;
+
+        let mut stored = Vec::with_capacity(records.len());
+        let mut nodes = Vec::new();
+        for (record, leaf_index) in records.into_iter().zip(size..) {
+            let leaf = encoding::v2::encode(&view(&record, leaf_index));
+            insert_record(&tx, at, &record, leaf_index, &leaf)?;
+            let leaf_hash = encoding::leaf_hash(&leaf);
+            nodes.clear();
+            frontier.push(leaf_hash, &mut nodes);
+            tree::insert_nodes(&tx, at, &nodes)?;
+            stored.push(into_record(record, leaf_index, leaf_hash));
+        }
+        checkpoint::store::write(&tx, at, signer, frontier.size(), &frontier.root())?;
+        tx.commit().map_err(&fail)?;
+
+        debug!(
+            count = stored.len(),
+            tree_size = frontier.size(),
+            "appended ledger records"
+        );
+        Ok(stored)
+    }
+}
+
+/// Checks that every serial was reserved, has no record and appears once
+/// in the batch.
+fn check_serials(
+    tx: &Transaction<'_>,
+    at: &Location,
+    records: &[NewRecord],
+) -> Result<(), LedgerError> {
+    let fail = at.sql("check serials");
+    let mut reserved = tx
+        .prepare_cached("SELECT 1 FROM serials WHERE serial = ?1")
+        .map_err(&fail)?;
+    let mut used = tx
+        .prepare_cached("SELECT leaf_index FROM records WHERE serial = ?1")
+        .map_err(&fail)?;
+    let mut seen = HashSet::with_capacity(records.len());
+    for record in records {
+        let serial = record.serial;
+        let not_reserved = || LedgerError::SerialNotReserved {
+            path: at.path().to_path_buf(),
+            serial,
+        };
+        let serial_sql = i64::try_from(serial).map_err(|_| not_reserved())?;
+        let found: Option<i64> = reserved
+            .query_row([serial_sql], |row| row.get(0))
             .optional()
-            .map_err(fail)?;
-        if let Some(leaf_index) = used {
+            .map_err(&fail)?;
+        if found.is_none() {
+            return Err(not_reserved());
+        }
+        let existing: Option<i64> = used
+            .query_row([serial_sql], |row| row.get(0))
+            .optional()
+            .map_err(&fail)?;
+        if let Some(leaf_index) = existing {
             return Err(LedgerError::SerialAlreadyUsed {
-                path: path.clone(),
+                path: at.path().to_path_buf(),
                 serial,
                 leaf_index: leaf_index.max(0).unsigned_abs(),
             });
         }
+        if !seen.insert(serial) {
+            return Err(LedgerError::InvalidRecord {
+                serial,
+                field: "serial",
+                reason: "appears twice in one batch".into(),
+            });
+        }
+    }
+    Ok(())
+}
 
-        let last: Option<(i64, Vec<u8>)> = tx
-            .query_row(
-                "SELECT leaf_index, record_hash FROM records ORDER BY leaf_index DESC LIMIT 1",
-                [],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .optional()
-            .map_err(fail)?;
-        let (leaf_index, prev_hash) = match last {
-            None => (0, [0u8; 32]),
-            Some((index, hash)) => next_position(path, index, &hash)?,
-        };
-
-        let record_hash = encoding::record_hash(&Fields::from_new(&record, leaf_index, &prev_hash));
-        insert_record(
-            &tx,
-            &record,
-            leaf_index,
-            &prev_hash,
-            &record_hash,
-            created_ns,
-        )
-        .map_err(fail)?;
-        tx.commit().map_err(fail)?;
-
-        debug!(serial, leaf_index, "appended ledger record");
-        Ok(Record::from_parts(
-            leaf_index,
-            prev_hash,
-            record_hash,
-            record,
-        ))
+fn view(record: &NewRecord, leaf_index: u64) -> LeafView<'_> {
+    LeafView {
+        leaf_index,
+        serial: record.serial,
+        created_at: record.created_at,
+        output_sha256: &record.output_sha256,
+        output_mime: &record.output_mime,
+        manifest: &record.manifest,
+        details: &record.details,
     }
 }
 
-/// Leaf index and previous hash that follow the last stored record.
-fn next_position(
-    path: &Path,
-    last_index: i64,
-    last_hash: &[u8],
-) -> Result<(u64, [u8; 32]), LedgerError> {
-    let corrupt = |reason: String| LedgerError::CorruptRecord {
-        path: path.to_path_buf(),
-        leaf_index: last_index,
-        reason,
-    };
-    let index = u64::try_from(last_index).map_err(|_| corrupt("negative leaf index".into()))?;
-    let hash: [u8; 32] = last_hash.try_into().map_err(|_| {
-        corrupt(format!(
-            "record_hash has {} bytes, expected 32",
-            last_hash.len()
-        ))
-    })?;
-    Ok((index + 1, hash))
-}
-
-const INSERT_SQL: &str = "INSERT INTO records (
-    leaf_index, serial, kind, created_ns, model_name, weights_sha256,
-    prompt, prompt_sha256, seed, steps, guidance, width, height,
-    watermark_key_id, watermark_payload, output_sha256, output_mime,
-    manifest, prev_hash, record_hash
-) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)";
-
 fn insert_record(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Transaction<'_>,
+    at: &Location,
     record: &NewRecord,
     leaf_index: u64,
-    prev_hash: &[u8; 32],
-    record_hash: &[u8; 32],
-    created_ns: i64,
-) -> rusqlite::Result<usize> {
-    // Leaf indices and serials are SQLite rowids, so they are below 2^63.
-    // The seed is stored as the i64 with the same bits.
+    leaf: &[u8],
+) -> Result<(), LedgerError> {
+    let fail = at.sql("append record");
+    let key_id = match &record.details {
+        RecordDetails::Generation(generation) => Some(generation.watermark_key_id.to_vec()),
+        RecordDetails::Stamp(_) => None,
+    };
+    // Leaf indices and serials are SQLite rowids, so they are below 2^63,
+    // and `validate` checked that the time fits i64 nanoseconds.
     let values = params![
         leaf_index as i64,
         record.serial as i64,
-        record.kind.code(),
-        created_ns,
-        record.model_name,
-        record.weights_sha256.as_slice(),
-        record.prompt,
-        record.prompt_sha256.as_slice(),
-        record.seed as i64,
-        record.steps,
-        record.guidance,
-        record.width,
-        record.height,
-        record.watermark_key_id.as_slice(),
-        record.watermark_payload,
+        record.kind().code(),
+        unix_nanos(record.created_at).unwrap_or_default(),
         record.output_sha256.as_slice(),
-        record.output_mime,
-        record.manifest,
-        prev_hash.as_slice(),
-        record_hash.as_slice(),
+        key_id,
+        leaf,
     ];
-    tx.execute(INSERT_SQL, values)
+    tx.prepare_cached(
+        "INSERT INTO records (leaf_index, serial, kind, created_ns, output_sha256, \
+         watermark_key_id, leaf) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .and_then(|mut statement| statement.execute(values))
+    .map_err(&fail)?;
+
+    if let RecordDetails::Generation(generation) = &record.details
+        && let Some(prompt) = &generation.prompt
+    {
+        tx.prepare_cached("INSERT INTO prompts (leaf_index, prompt) VALUES (?1, ?2)")
+            .and_then(|mut statement| statement.execute(params![leaf_index as i64, prompt]))
+            .map_err(&fail)?;
+    }
+    Ok(())
 }
 
-/// Nanoseconds since the Unix epoch, if they fit an i64 (years 1677 to
-/// 2262).
-pub(crate) fn unix_nanos(time: OffsetDateTime) -> Option<i64> {
-    i64::try_from(time.unix_timestamp_nanos()).ok()
-}
-
-/// Checks a new record's fields and brings it to the stored form: UTC time
-/// and no negative zero (SQLite would read -0.0 back as 0.0, which would
-/// change the record hash).
-fn validate(mut record: NewRecord) -> Result<NewRecord, LedgerError> {
-    let serial = record.serial;
-    let invalid = |field, reason: String| LedgerError::InvalidRecord {
-        serial,
-        field,
-        reason,
-    };
-
-    if unix_nanos(record.created_at).is_none() {
-        return Err(invalid(
-            "created_at",
-            "must be between 1677-09-22 and 2262-04-11 UTC".into(),
-        ));
+fn into_record(record: NewRecord, leaf_index: u64, leaf_hash: [u8; 32]) -> Record {
+    Record {
+        leaf_index,
+        encoding_version: encoding::ENCODING_VERSION,
+        leaf_hash,
+        prev_hash: None,
+        serial: record.serial,
+        created_at: record.created_at,
+        output_sha256: record.output_sha256,
+        output_mime: record.output_mime,
+        manifest: record.manifest,
+        details: record.details,
     }
-    record.created_at = record.created_at.to_offset(UtcOffset::UTC);
-
-    if !record.guidance.is_finite() {
-        return Err(invalid(
-            "guidance",
-            format!("is {}; it must be finite", record.guidance),
-        ));
-    }
-    if record.guidance == 0.0 {
-        record.guidance = 0.0;
-    }
-
-    check_length(
-        serial,
-        "model_name",
-        record.model_name.len(),
-        1,
-        MAX_MODEL_NAME_BYTES,
-    )?;
-    check_length(
-        serial,
-        "watermark_payload",
-        record.watermark_payload.len(),
-        1,
-        MAX_PAYLOAD_BYTES,
-    )?;
-    check_length(
-        serial,
-        "output_mime",
-        record.output_mime.len(),
-        1,
-        MAX_MIME_BYTES,
-    )?;
-    check_length(
-        serial,
-        "manifest",
-        record.manifest.len(),
-        0,
-        MAX_MANIFEST_BYTES,
-    )?;
-    if let Some(prompt) = &record.prompt {
-        check_length(serial, "prompt", prompt.len(), 0, MAX_PROMPT_BYTES)?;
-        let digest: [u8; 32] = Sha256::digest(prompt.as_bytes()).into();
-        if digest != record.prompt_sha256 {
-            return Err(invalid(
-                "prompt_sha256",
-                "does not match the SHA-256 of the prompt's UTF-8 bytes".into(),
-            ));
-        }
-    }
-    Ok(record)
-}
-
-fn check_length(
-    serial: u64,
-    field: &'static str,
-    length: usize,
-    min: usize,
-    max: usize,
-) -> Result<(), LedgerError> {
-    if (min..=max).contains(&length) {
-        return Ok(());
-    }
-    Err(LedgerError::InvalidRecord {
-        serial,
-        field,
-        reason: format!("has {length} bytes; it must have {min} to {max}"),
-    })
 }
 
 #[cfg(test)]
@@ -300,56 +242,146 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::ledger::test_support::{fill, sample_record, temp_ledger};
+    use crate::ledger::test_support::{
+        fill, sample_record, sample_stamp, temp_ledger, test_signer,
+    };
 
     #[test]
     fn append_then_get_round_trips() {
         let (_dir, _path, mut ledger) = temp_ledger();
+        let signer = test_signer();
         let first_serial = ledger.reserve_serial().expect("reserve");
         let second_serial = ledger.reserve_serial().expect("reserve");
         let first = ledger
-            .append(sample_record(first_serial, 1))
+            .append(sample_record(first_serial, 1), &signer)
             .expect("append first");
         let second = ledger
-            .append(sample_record(second_serial, 2))
+            .append(sample_stamp(second_serial, 2), &signer)
             .expect("append second");
 
         assert_eq!(first.leaf_index, 0);
-        assert_eq!(first.prev_hash, [0; 32]);
         assert_eq!(second.leaf_index, 1);
-        assert_eq!(second.prev_hash, first.record_hash);
+        assert_eq!(first.encoding_version, 2);
+        assert_eq!(first.prev_hash, None);
+        assert_eq!(second.kind(), crate::ledger::RecordKind::Stamp);
         assert_eq!(ledger.get(first_serial).expect("get"), Some(first));
         assert_eq!(ledger.get(second_serial).expect("get"), Some(second));
     }
 
     #[test]
-    fn serials_start_at_one_and_increase() {
+    fn append_writes_tree_and_checkpoint() {
         let (_dir, _path, mut ledger) = temp_ledger();
-        let serials: Vec<u64> = (0..3)
-            .map(|_| ledger.reserve_serial().expect("reserve"))
-            .collect();
-        assert_eq!(serials, vec![1, 2, 3]);
+        let records = fill(&mut ledger, 5);
+        let leaves: Vec<[u8; 32]> = records.iter().map(|r| r.leaf_hash).collect();
+
+        let latest = ledger.latest_checkpoint().expect("read").expect("exists");
+        assert_eq!(latest.id, 5);
+        assert_eq!(latest.tree_size, 5);
+        let checkpoint = test_signer()
+            .verifier()
+            .open(&latest.note)
+            .expect("verifies");
+        assert_eq!(checkpoint.root, crate::ledger::merkle::root(&leaves));
+        assert_eq!(
+            ledger.origin().expect("origin").as_deref(),
+            Some(test_signer().origin())
+        );
     }
 
     #[test]
-    fn append_unreserved_serial_is_rejected() {
+    fn batch_appends_share_one_checkpoint() {
         let (_dir, _path, mut ledger) = temp_ledger();
+        let serials = ledger.reserve_serials(10).expect("reserve");
+        assert_eq!(serials, (1..=10).collect::<Vec<_>>());
+        let batch = serials
+            .iter()
+            .map(|&serial| sample_record(serial, serial))
+            .collect();
+
+        let stored = ledger.append_batch(batch, &test_signer()).expect("append");
+        assert_eq!(stored.len(), 10);
+        assert_eq!(stored[9].leaf_index, 9);
+        let checkpoints = ledger.checkpoints(&Default::default()).expect("list");
+        assert_eq!(checkpoints.len(), 1);
+        assert_eq!(checkpoints[0].tree_size, 10);
+        let report = ledger.audit(&test_signer().verifier()).expect("audit");
+        assert!(report.is_intact(), "{report:?}");
+    }
+
+    #[test]
+    fn failed_batch_writes_nothing() {
+        let (_dir, _path, mut ledger) = temp_ledger();
+        let serials = ledger.reserve_serials(2).expect("reserve");
+        let batch = vec![sample_record(serials[0], 0), sample_record(99, 1)];
+
         let error = ledger
-            .append(sample_record(99, 0))
-            .expect_err("unreserved serial");
+            .append_batch(batch, &test_signer())
+            .expect_err("second serial is not reserved");
         assert!(
             matches!(error, LedgerError::SerialNotReserved { serial: 99, .. }),
             "{error:?}"
         );
         assert_eq!(ledger.len().expect("count"), 0);
+        assert_eq!(ledger.latest_checkpoint().expect("read"), None);
 
+        let twice = vec![sample_record(serials[1], 0), sample_record(serials[1], 1)];
+        let error = ledger
+            .append_batch(twice, &test_signer())
+            .expect_err("serial twice");
+        assert!(
+            matches!(
+                error,
+                LedgerError::InvalidRecord {
+                    field: "serial",
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        let empty = ledger.append_batch(Vec::new(), &test_signer());
+        assert!(empty.is_err(), "an empty batch must be rejected");
+    }
+
+    #[test]
+    fn other_origin_is_rejected() {
+        let (_dir, _path, mut ledger) = temp_ledger();
+        fill(&mut ledger, 1);
+        let other = CheckpointSigner::new(
+            "elsewhere/mmgen-ledger/1",
+            ed25519_dalek::SigningKey::from_bytes(&[42; 32]),
+        )
+        .expect("valid origin");
+        let serial = ledger.reserve_serial().expect("reserve");
+
+        let error = ledger
+            .append(sample_record(serial, 5), &other)
+            .expect_err("origin differs");
+        assert!(
+            matches!(error, LedgerError::OriginMismatch { .. }),
+            "{error:?}"
+        );
+        assert_eq!(ledger.len().expect("count"), 1);
+    }
+
+    #[test]
+    fn append_unreserved_serial_is_rejected() {
+        let (_dir, _path, mut ledger) = temp_ledger();
+        let signer = test_signer();
+        let error = ledger
+            .append(sample_record(99, 0), &signer)
+            .expect_err("unreserved serial");
+        assert!(
+            matches!(error, LedgerError::SerialNotReserved { serial: 99, .. }),
+            "{error:?}"
+        );
         let huge = ledger
-            .append(sample_record(u64::MAX, 0))
+            .append(sample_record(u64::MAX, 0), &signer)
             .expect_err("huge serial");
         assert!(
             matches!(huge, LedgerError::SerialNotReserved { .. }),
             "{huge:?}"
         );
+        assert_eq!(ledger.len().expect("count"), 0);
     }
 
     #[test]
@@ -357,7 +389,7 @@ mod tests {
         let (_dir, _path, mut ledger) = temp_ledger();
         let stored = fill(&mut ledger, 1).remove(0);
         let error = ledger
-            .append(sample_record(stored.serial, 5))
+            .append(sample_record(stored.serial, 5), &test_signer())
             .expect_err("used serial");
         assert!(
             matches!(error, LedgerError::SerialAlreadyUsed { leaf_index: 0, .. }),
@@ -370,35 +402,62 @@ mod tests {
     fn append_invalid_fields_are_rejected() {
         let (_dir, _path, mut ledger) = temp_ledger();
         let serial = ledger.reserve_serial().expect("reserve");
-        let cases: Vec<(&str, Box<dyn Fn(&mut NewRecord)>)> = vec![
-            ("guidance", Box::new(|r| r.guidance = f64::NAN)),
-            ("guidance", Box::new(|r| r.guidance = f64::INFINITY)),
-            ("prompt_sha256", Box::new(|r| r.prompt_sha256 = [0; 32])),
-            ("model_name", Box::new(|r| r.model_name.clear())),
+        let generation = |change: fn(&mut crate::ledger::Generation)| {
+            move |record: &mut NewRecord| {
+                if let RecordDetails::Generation(g) = &mut record.details {
+                    change(g);
+                }
+            }
+        };
+        type Change = Box<dyn Fn(&mut NewRecord)>;
+        let cases: Vec<(&str, Change)> = vec![
+            ("guidance", Box::new(generation(|g| g.guidance = f64::NAN))),
+            (
+                "guidance",
+                Box::new(generation(|g| g.guidance = f64::INFINITY)),
+            ),
+            (
+                "prompt_sha256",
+                Box::new(generation(|g| g.prompt_sha256 = [0; 32])),
+            ),
+            ("model_name", Box::new(generation(|g| g.model_name.clear()))),
             (
                 "watermark_payload",
-                Box::new(|r| r.watermark_payload = "x".repeat(257)),
+                Box::new(generation(|g| g.watermark_payload = "x".repeat(257))),
             ),
             ("output_mime", Box::new(|r| r.output_mime = "m".repeat(128))),
             (
                 "manifest",
-                Box::new(|r| r.manifest = vec![0; MAX_MANIFEST_BYTES + 1]),
+                Box::new(|r| r.manifest = vec![0; crate::ledger::MAX_MANIFEST_BYTES + 1]),
             ),
             (
                 "created_at",
                 Box::new(|r| r.created_at = time::macros::datetime!(2300-01-01 0:00 UTC)),
             ),
+            (
+                "digital_source_type",
+                Box::new(|r| *r = sample_stamp(r.serial, 0).with_source_type("")),
+            ),
         ];
         for (field, change) in cases {
             let mut record = sample_record(serial, 0);
             change(&mut record);
-            let error = ledger.append(record).expect_err(field);
+            let error = ledger.append(record, &test_signer()).expect_err(field);
             match error {
                 LedgerError::InvalidRecord { field: got, .. } => assert_eq!(got, field),
                 other => panic!("{field}: expected InvalidRecord, got {other:?}"),
             }
         }
         assert_eq!(ledger.len().expect("count"), 0);
+    }
+
+    impl NewRecord {
+        fn with_source_type(mut self, uri: &str) -> Self {
+            if let RecordDetails::Stamp(stamp) = &mut self.details {
+                stamp.digital_source_type = uri.into();
+            }
+            self
+        }
     }
 
     #[test]
@@ -408,18 +467,21 @@ mod tests {
         let mut record = sample_record(serial, 0);
         let instant = record.created_at;
         record.created_at = instant.to_offset(time::macros::offset!(+02:00));
-        record.guidance = -0.0;
-        record.seed = u64::MAX;
-        record.prompt = None;
+        if let RecordDetails::Generation(g) = &mut record.details {
+            g.guidance = -0.0;
+            g.seed = u64::MAX;
+            g.prompt = None;
+        }
 
-        let stored = ledger.append(record).expect("append");
+        let stored = ledger.append(record, &test_signer()).expect("append");
         let read = ledger.get(serial).expect("get").expect("record exists");
         assert_eq!(read, stored);
         assert_eq!(read.created_at, instant);
-        assert_eq!(read.created_at.offset(), UtcOffset::UTC);
-        assert_eq!(read.guidance.to_bits(), 0.0_f64.to_bits());
-        assert_eq!(read.seed, u64::MAX);
-        assert!(ledger.verify_chain().expect("verify").is_intact());
+        assert_eq!(read.created_at.offset(), time::UtcOffset::UTC);
+        let generation = read.generation().expect("generation");
+        assert_eq!(generation.guidance.to_bits(), 0.0_f64.to_bits());
+        assert_eq!(generation.seed, u64::MAX);
+        assert_eq!(generation.prompt, None);
     }
 
     #[test]
@@ -442,15 +504,25 @@ mod tests {
     }
 
     #[test]
-    fn records_reject_update_and_delete() {
+    fn tables_reject_update_and_delete() {
         let (_dir, path, mut ledger) = temp_ledger();
         fill(&mut ledger, 1);
         let conn = rusqlite::Connection::open(&path).expect("second connection");
 
-        let update = conn.execute("UPDATE records SET seed = 1", []);
-        assert!(update.is_err(), "update must be rejected");
-        let delete = conn.execute("DELETE FROM records", []);
-        assert!(delete.is_err(), "delete must be rejected");
+        for statement in [
+            "UPDATE records SET serial = 5",
+            "DELETE FROM records",
+            "UPDATE tree SET hash = x'00'",
+            "DELETE FROM tree",
+            "UPDATE checkpoints SET note = ''",
+            "DELETE FROM checkpoints",
+            "UPDATE prompts SET prompt = 'other'",
+            "DELETE FROM serials",
+            "UPDATE meta SET value = 'other'",
+        ] {
+            let result = conn.execute(statement, []);
+            assert!(result.is_err(), "{statement} must be rejected");
+        }
         assert_eq!(ledger.len().expect("count"), 1);
     }
 
@@ -462,11 +534,12 @@ mod tests {
                 let path = path.clone();
                 std::thread::spawn(move || {
                     let mut ledger = Ledger::open(&path).expect("open per thread");
+                    let signer = test_signer();
                     let mut serials = Vec::new();
                     for i in 0..25 {
                         let serial = ledger.reserve_serial().expect("reserve");
                         ledger
-                            .append(sample_record(serial, thread * 100 + i))
+                            .append(sample_record(serial, thread * 100 + i), &signer)
                             .expect("append");
                         serials.push(serial);
                     }
@@ -484,67 +557,8 @@ mod tests {
         let ledger = Ledger::open_existing(&path).expect("reopen");
         assert_eq!(all.len(), 100);
         assert_eq!(ledger.len().expect("count"), 100);
-        assert!(ledger.verify_chain().expect("verify").is_intact());
-    }
-
-    const CHILD_LEDGER_ENV: &str = "MMGEN_TEST_CHILD_LEDGER";
-
-    /// Child half of `serials_unique_across_processes`: run only when that
-    /// test starts this binary with the environment variable set.
-    #[test]
-    #[ignore = "started by serials_unique_across_processes"]
-    fn child_reserves_serials() {
-        let path = std::env::var_os(CHILD_LEDGER_ENV).expect("child needs the ledger path");
-        let path = std::path::PathBuf::from(path);
-        let mut ledger = Ledger::open(&path).expect("open in child");
-        let mut lines = String::new();
-        for i in 0..20 {
-            let serial = ledger.reserve_serial().expect("reserve in child");
-            ledger
-                .append(sample_record(serial, i))
-                .expect("append in child");
-            lines.push_str(&format!("{serial}\n"));
-        }
-        let out = path.with_extension(format!("serials-{}", std::process::id()));
-        std::fs::write(out, lines).expect("write serials");
-    }
-
-    #[test]
-    fn serials_unique_across_processes() {
-        let (dir, path, _ledger) = temp_ledger();
-        let exe = std::env::current_exe().expect("test binary path");
-        let children: Vec<_> = (0..3)
-            .map(|_| {
-                std::process::Command::new(&exe)
-                    .args(["--exact", "ledger::write::tests::child_reserves_serials"])
-                    .args(["--ignored", "--test-threads=1", "--quiet"])
-                    .env(CHILD_LEDGER_ENV, &path)
-                    .stdout(std::process::Stdio::null())
-                    .spawn()
-                    .expect("start child process")
-            })
-            .collect();
-        for mut child in children {
-            assert!(child.wait().expect("wait for child").success());
-        }
-
-        let mut all = BTreeSet::new();
-        let mut files = 0;
-        for entry in std::fs::read_dir(dir.path()).expect("list temp dir") {
-            let entry = entry.expect("dir entry");
-            if !entry.file_name().to_string_lossy().contains("serials-") {
-                continue;
-            }
-            files += 1;
-            let text = std::fs::read_to_string(entry.path()).expect("read serials");
-            for line in text.lines() {
-                let serial: u64 = line.parse().expect("serial line");
-                assert!(all.insert(serial), "serial {serial} returned twice");
-            }
-        }
-        assert_eq!(files, 3, "every child must report its serials");
-        assert_eq!(all.len(), 60);
-        let ledger = Ledger::open_existing(&path).expect("reopen");
-        assert!(ledger.verify_chain().expect("verify").is_intact());
+        let report = ledger.audit(&test_signer().verifier()).expect("audit");
+        assert!(report.is_intact(), "{report:?}");
+        assert_eq!(report.checkpoints, 100);
     }
 }

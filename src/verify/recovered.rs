@@ -41,9 +41,10 @@ pub enum RecoveredManifest {
 }
 
 impl RecoveredManifest {
-    /// Validates the manifest of a record that the file was traced to by
-    /// its watermark. Returns `None` for a file identical to its record
-    /// (its own manifest is that manifest) and for a record without one.
+    /// Validates the manifest of a generation record that the file was
+    /// traced to by its watermark. Returns `None` for a file identical to
+    /// its record (its own manifest is that manifest), for a record
+    /// without a manifest, and for a stamp record.
     pub fn recover(
         ledger: Option<&LedgerFinding>,
         file: &[u8],
@@ -51,6 +52,7 @@ impl RecoveredManifest {
     ) -> Option<Self> {
         let finding = ledger.filter(|f| !f.byte_identical)?;
         let record = &finding.record;
+        let generation = record.generation()?;
         if record.manifest.is_empty() {
             return None;
         }
@@ -60,7 +62,7 @@ impl RecoveredManifest {
             Ok(stored) => {
                 let soft_binding_matches = stored.report.soft_bindings.iter().any(|binding| {
                     binding.alg == manifest::WATERMARK_ALGORITHM
-                        && binding.values.contains(&record.watermark_payload)
+                        && binding.values.contains(&generation.watermark_payload)
                 });
                 RecoveredManifest::Validated {
                     serial,

@@ -94,3 +94,49 @@ pub fn json_lines(output: &Output) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("invalid JSON line {l:?}: {e}")))
         .collect()
 }
+
+impl Sandbox {
+    /// Starts `mmgen ARGS` with this sandbox's home, in its directory,
+    /// with stdout and stderr discarded.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_mmgen"))
+            .args(args)
+            .env("MMGEN_HOME", self.home())
+            .env_remove("RUST_LOG")
+            .current_dir(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start mmgen")
+    }
+
+    /// A new sandbox whose home is a copy of this one's.
+    pub fn copy(&self) -> Sandbox {
+        let copy = Sandbox::new();
+        copy_dir(&self.home(), &copy.home());
+        copy
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create directory");
+    for entry in std::fs::read_dir(from).expect("list directory") {
+        let entry = entry.expect("directory entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy file");
+        }
+    }
+}
+
+/// SHA-256 of a file, in lowercase hex.
+pub fn sha256_hex(path: &Path) -> String {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).expect("read file");
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
