@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::keys::Signer;
 use crate::label::{self, DrawnLabel, LabelError, LabelSpec};
+use crate::ledger::{NewRecord, RecordDetails, Stamp};
 use crate::manifest::{self, ManifestError, ReadOutcome, SourceType, StampClaim, ValidationState};
 use crate::media::{self, MediaError, MediaFormat};
 
@@ -95,6 +96,28 @@ pub struct Stamped {
     pub input_manifest: InputManifest,
     /// The label drawn onto the output, if any.
     pub label: Option<DrawnLabel>,
+    /// Serial of the ledger record that logs this stamp.
+    pub serial: u64,
+    /// Digital source type URI that the manifest states.
+    pub source_type: String,
+}
+
+impl Stamped {
+    /// Builds the ledger record of this stamp, to append before the output
+    /// is released.
+    pub fn record(&self) -> NewRecord {
+        NewRecord {
+            serial: self.serial,
+            created_at: time::OffsetDateTime::now_utc(),
+            output_sha256: self.output_sha256,
+            output_mime: self.format.mime().to_string(),
+            manifest: self.manifest.clone(),
+            details: RecordDetails::Stamp(Stamp {
+                input_sha256: self.input_sha256,
+                digital_source_type: self.source_type.clone(),
+            }),
+        }
+    }
 }
 
 /// File names that the manifest records.
@@ -106,11 +129,13 @@ pub struct Titles<'a> {
     pub output: &'a str,
 }
 
-/// Stamps the file `input` with the publisher's manifest.
+/// Stamps the file `input` with the publisher's manifest, which names
+/// `serial`, the ledger serial reserved for the stamp's record.
 pub fn stamp(
     input: &[u8],
     titles: Titles<'_>,
     options: &StampOptions,
+    serial: u64,
     signer: &Signer,
 ) -> Result<Stamped, StampError> {
     // 1. Decode within limits and read any manifest the file carries.
@@ -155,6 +180,7 @@ pub fn stamp(
         parent_title: titles.input.to_string(),
         source_type: options.source_type,
         input_sha256,
+        ledger_serial: serial,
         label: label.clone(),
     };
     let parent = keep_parent.then_some(input);
@@ -175,6 +201,8 @@ pub fn stamp(
         output_sha256,
         input_manifest,
         label,
+        serial,
+        source_type: options.source_type.uri(),
     })
 }
 
@@ -208,7 +236,7 @@ mod tests {
         let (_tmp, _store, keys) = fresh_store();
         for format in [MediaFormat::Png, MediaFormat::Jpeg, MediaFormat::Webp] {
             let input = photo(format);
-            let stamped = stamp(&input, TITLES, &options(None), &keys.signer).unwrap();
+            let stamped = stamp(&input, TITLES, &options(None), 9, &keys.signer).unwrap();
             assert_eq!(stamped.format, format);
             assert_eq!(stamped.input_manifest, InputManifest::None);
             let before = media::decode(&input).unwrap().image;
@@ -228,7 +256,7 @@ mod tests {
             language: Language::Fr,
             height_fraction: 0.1,
         };
-        let stamped = stamp(&input, TITLES, &options(Some(spec)), &keys.signer).unwrap();
+        let stamped = stamp(&input, TITLES, &options(Some(spec)), 9, &keys.signer).unwrap();
         let drawn = stamped.label.clone().unwrap();
         assert_eq!(drawn.text, "IA MODIFIÉ");
         let before = media::decode(&input).unwrap().image;
@@ -247,7 +275,7 @@ mod tests {
     fn invalid_manifest_is_not_stamped_over() {
         let (_tmp, _store, keys) = fresh_store();
         let input = crate::media::test_images::fixture_bytes("c2pa", "XCA.jpg");
-        let err = stamp(&input, TITLES, &options(None), &keys.signer).unwrap_err();
+        let err = stamp(&input, TITLES, &options(None), 9, &keys.signer).unwrap_err();
         let StampError::InvalidManifest { codes } = &err else {
             panic!("expected InvalidManifest, got {err}");
         };
@@ -258,7 +286,7 @@ mod tests {
     fn valid_manifest_becomes_the_parent() {
         let (_tmp, _store, keys) = fresh_store();
         let input = crate::media::test_images::fixture_bytes("c2pa", "CA.jpg");
-        let stamped = stamp(&input, TITLES, &options(None), &keys.signer).unwrap();
+        let stamped = stamp(&input, TITLES, &options(None), 9, &keys.signer).unwrap();
         assert_eq!(
             stamped.input_manifest,
             InputManifest::Embedded {
@@ -279,7 +307,7 @@ mod tests {
     #[test]
     fn garbage_is_a_media_error() {
         let (_tmp, _store, keys) = fresh_store();
-        let err = stamp(b"not an image", TITLES, &options(None), &keys.signer).unwrap_err();
+        let err = stamp(b"not an image", TITLES, &options(None), 9, &keys.signer).unwrap_err();
         assert!(matches!(err, StampError::Media(_)), "{err}");
     }
 }

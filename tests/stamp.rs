@@ -59,6 +59,51 @@ fn photo_is_stamped_beside_its_input() {
 }
 
 #[test]
+fn stamp_is_logged_before_release() {
+    let sandbox = Sandbox::new();
+    copy_fixture(&sandbox, "photos", "china.jpg");
+    let output = sandbox.run_ok(&[
+        "stamp",
+        "china.jpg",
+        "--source-type",
+        "digitalCapture",
+        "--json",
+    ]);
+    let lines = json_lines(&output);
+    assert_eq!(lines.len(), 1, "{}", text(&output));
+    let serial = lines[0]["ledger_serial"].as_u64().expect("ledger serial");
+
+    let shown = sandbox.run_ok(&["ledger", "show", &serial.to_string(), "--json"]);
+    let record: Value = serde_json::from_str(&stdout(&shown)).unwrap();
+    assert_eq!(record["kind"], "stamp", "{record:#}");
+    assert_eq!(
+        record["input_sha256"],
+        common::sha256_hex(&sandbox.path("china.jpg"))
+    );
+    assert_eq!(
+        record["output_sha256"],
+        common::sha256_hex(&sandbox.path("china.stamped.jpg"))
+    );
+    assert_eq!(
+        record["digital_source_type"],
+        format!("{IPTC}digitalCapture")
+    );
+
+    let (code, report) = verify_json(&sandbox, "china.stamped.jpg");
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(report["ledger"]["byte_identical"], true);
+    assert_eq!(report["ledger"]["record"]["kind"], "stamp");
+    let verified = sandbox.run(&["ledger", "verify"]);
+    assert_eq!(verified.status.code(), Some(0), "{}", text(&verified));
+    let human = sandbox.run(&["verify", "china.stamped.jpg"]);
+    assert!(
+        stdout(&human).contains("stamped in this mmgen home"),
+        "{}",
+        text(&human)
+    );
+}
+
+#[test]
 fn input_is_replaced_only_in_place() {
     let sandbox = Sandbox::new();
     copy_fixture(&sandbox, "photos", "rocket.jpg");

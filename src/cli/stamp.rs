@@ -1,7 +1,9 @@
 //! `mmgen stamp`: sign media that mmgen did not generate, for publishers.
 //!
-//! Exit status: 0 when every file was stamped, 2 when any failed. A file
-//! that fails is reported on stderr and skipped; the others go on.
+//! Each file is signed, logged in the ledger with a signed checkpoint,
+//! and only then written, as generated images are. Exit status: 0 when
+//! every file was stamped, 2 when any failed. A file that fails is
+//! reported on stderr and skipped, and the others go on.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -11,6 +13,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use mmgen::keys::Signer;
 use mmgen::label::{Corner, DEFAULT_HEIGHT_FRACTION, LabelKind, LabelSpec, Language};
+use mmgen::ledger::{CheckpointSigner, Ledger};
 use mmgen::manifest::SourceType;
 use mmgen::media::{self, MediaFormat};
 use mmgen::stamp::{self, StampOptions, Stamped, Titles};
@@ -121,6 +124,13 @@ pub fn run(args: StampArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let jobs = plan(&args)?;
     let keys = ctx.load_or_init_keys(args.json)?;
     ctx.check_signer_expiry(&keys)?;
+    let mut ledger = ctx.open_ledger()?;
+    let checkpoint = super::ledger::checkpoint_signer(ctx, &keys, &ledger)?;
+    let mut log = Log {
+        ledger: &mut ledger,
+        checkpoint: &checkpoint,
+        signer: &keys.signer,
+    };
     let options = StampOptions {
         source_type: args.source_type,
         label,
@@ -129,7 +139,7 @@ pub fn run(args: StampArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let bar = progress_bar(args.json || jobs.len() < 2, jobs.len());
     let mut failed = 0;
     for job in &jobs {
-        let result = stamp_one(job, &options, &keys.signer, &args);
+        let result = stamp_one(job, &options, &mut log, &args);
         bar.inc(1);
         let printed = match result {
             Ok(stamped) => bar.suspend(|| report(job, &stamped, &args)),
@@ -198,10 +208,17 @@ fn beside(input: &Path) -> PathBuf {
     input.with_file_name(format!("{stem}.stamped{extension}"))
 }
 
+/// The signers and the ledger that every stamp goes through.
+struct Log<'a> {
+    ledger: &'a mut Ledger,
+    checkpoint: &'a CheckpointSigner,
+    signer: &'a Signer,
+}
+
 fn stamp_one(
     job: &Job,
     options: &StampOptions,
-    signer: &Signer,
+    log: &mut Log<'_>,
     args: &StampArgs,
 ) -> anyhow::Result<Stamped> {
     check_output(job, args)?;
@@ -213,9 +230,11 @@ fn stamp_one(
         input: &file_name(&job.input),
         output: &file_name(&job.output),
     };
-    let stamped = stamp::stamp(&bytes, titles, options, signer)?;
-    // TODO: append a stamp record to the ledger here, before the output
-    // is released, once the ledger has a record kind for stamps.
+    let serial = log.ledger.reserve_serial()?;
+    let stamped = stamp::stamp(&bytes, titles, options, serial, log.signer)?;
+    // The record goes in first, so that no stamped file is released
+    // without it; a failed write leaves a record without a file.
+    log.ledger.append(stamped.record(), log.checkpoint)?;
     let overwrite = args.force || args.in_place;
     mmgen::output::release(&job.output, &stamped.bytes, overwrite).map_err(|err| {
         if err.kind() == std::io::ErrorKind::AlreadyExists {
@@ -315,10 +334,14 @@ fn report(job: &Job, stamped: &Stamped, args: &StampArgs) -> std::io::Result<()>
             "output_sha256": mmgen::generation::hex(&stamped.output_sha256),
             "input_manifest": stamped.input_manifest,
             "label": stamped.label,
+            "ledger_serial": stamped.serial,
         });
         return outln!("{value}");
     }
-    let mut notes = vec![args.source_type.name().to_string()];
+    let mut notes = vec![
+        args.source_type.name().to_string(),
+        format!("ledger record {}", stamped.serial),
+    ];
     if !matches!(stamped.input_manifest, stamp::InputManifest::None) {
         notes.push("its existing manifest is kept as the parent ingredient".into());
     }

@@ -34,6 +34,8 @@ pub struct StampClaim {
     pub source_type: SourceType,
     /// SHA-256 of the input file as it was read.
     pub input_sha256: [u8; 32],
+    /// Serial of the ledger record that logs this stamp.
+    pub ledger_serial: u64,
     /// The visible label drawn onto the image, if any.
     pub label: Option<DrawnLabel>,
 }
@@ -45,6 +47,8 @@ pub struct StampAssertion {
     pub source_type: String,
     /// SHA-256 of the input file, lower-case hex.
     pub input_sha256: String,
+    /// Serial of the ledger record that logs this stamp.
+    pub ledger_serial: u64,
     /// The text of the visible label, if one was drawn.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label_text: Option<String>,
@@ -58,6 +62,7 @@ impl From<&StampClaim> for StampAssertion {
         Self {
             source_type: claim.source_type.uri(),
             input_sha256: crate::generation::hex(&claim.input_sha256),
+            ledger_serial: claim.ledger_serial,
             label_text: claim.label.as_ref().map(|l| l.text.clone()),
             label_corner: claim.label.as_ref().map(|l| l.corner.name().to_string()),
         }
@@ -142,6 +147,7 @@ mod tests {
             parent_title: "input.png".into(),
             source_type,
             input_sha256: [3; 32],
+            ledger_serial: 7,
             label: None,
         }
     }
