@@ -21,8 +21,8 @@ fn arg(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// An image with smooth gradients and fine texture, so that the codecs
-/// neither collapse it to nothing nor meet pure noise.
+/// Draws an image with smooth gradients and fine texture, so that the
+/// codecs neither collapse it to nothing nor meet pure noise.
 fn test_image(side: u32) -> RgbImage {
     RgbImage::from_fn(side, side, |x, y| {
         let texture = ((x * 7 + y * 13) % 17) as u8;

@@ -342,8 +342,15 @@ fn report(job: &Job, stamped: &Stamped, args: &StampArgs) -> std::io::Result<()>
         args.source_type.name().to_string(),
         format!("ledger record {}", stamped.serial),
     ];
-    if !matches!(stamped.input_manifest, stamp::InputManifest::None) {
-        notes.push("its existing manifest is kept as the parent ingredient".into());
+    match &stamped.input_manifest {
+        stamp::InputManifest::None => {}
+        stamp::InputManifest::Embedded { .. } => {
+            notes.push("its existing manifest is kept as the parent ingredient".into())
+        }
+        stamp::InputManifest::Remote { url } => notes.push(format!(
+            "it points to a remote manifest at {}, which was not fetched or kept",
+            printable(url)
+        )),
     }
     if let Some(label) = &stamped.label {
         notes.push(format!(

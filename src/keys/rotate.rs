@@ -121,8 +121,8 @@ impl KeyStore {
 
         let retired_dir = self.retire_signer(now)?;
         // NOTE: a crash between retiring the old pair and writing the new
-        // one leaves an incomplete key set, which `load` reports; the old
-        // pair can be moved back from `retired_dir`.
+        // one leaves an incomplete key set, which `load` reports. The old
+        // pair can then be moved back from `retired_dir`.
         files::write_new(
             self.dir(),
             files::SIGNER_KEY,
