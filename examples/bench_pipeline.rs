@@ -72,6 +72,7 @@ fn main() -> anyhow::Result<()> {
         format: MediaFormat::Png,
         overwrite: false,
         log_prompt: true,
+        prompt_in_manifest: false,
     };
     let mut files = Vec::new();
     let mut run = |request: &GenerationRequest, ledger: &mut Ledger| -> anyhow::Result<f64> {

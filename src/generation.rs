@@ -10,7 +10,6 @@
 //! file; one that dies after it leaves records whose files were never
 //! released, never the reverse.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use candle_core::Tensor;
@@ -22,6 +21,7 @@ use crate::keys::Signer;
 use crate::ledger::{CheckpointSigner, Generation, Ledger, LedgerError, NewRecord, RecordDetails};
 use crate::manifest::{self, GenerationClaim, ManifestError};
 use crate::media::{self, MediaError, MediaFormat};
+use crate::output::{self, parent_dir};
 use crate::watermark::{self, Payload, WatermarkKey};
 
 /// Errors of a generation run.
@@ -78,6 +78,9 @@ pub struct GenerationRequest {
     pub overwrite: bool,
     /// Whether the ledger keeps the prompt text (otherwise only its SHA-256).
     pub log_prompt: bool,
+    /// Whether the C2PA manifest, which anyone holding the file can read,
+    /// carries the prompt text. It always carries the prompt's SHA-256.
+    pub prompt_in_manifest: bool,
 }
 
 /// The layers that every output gets: the watermark key and the ledger's
@@ -225,6 +228,9 @@ fn prepare(
                 guidance: output.options.guidance,
                 seed: output.seed,
                 prompt_sha256: output.prompt_sha256,
+                prompt: request.prompt_in_manifest.then(|| request.prompt.clone()),
+                width: output.image.width(),
+                height: output.image.height(),
                 title: file_name(output.path),
             };
             let signed = manifest::sign_generated(&encoded, request.format.mime(), &claim, signer)?;
@@ -267,13 +273,7 @@ fn release(prepared: Prepared, overwrite: bool) -> Result<GeneratedImage, Genera
         bytes,
         record,
     } = prepared;
-    let staged = stage(&path, &bytes)?;
-    let persisted = if overwrite {
-        staged.persist(&path).map_err(|e| e.error)
-    } else {
-        staged.persist_noclobber(&path).map_err(|e| e.error)
-    };
-    persisted.map_err(|source| GenerationError::Write {
+    output::release(&path, &bytes, overwrite).map_err(|source| GenerationError::Write {
         path: path.clone(),
         source,
     })?;
@@ -323,6 +323,13 @@ fn validate(request: &GenerationRequest, options: &SampleOptions) -> Result<(), 
             request.prompt.len()
         ));
     }
+    if request.prompt_in_manifest && !request.log_prompt {
+        return invalid(
+            "the prompt cannot be published in the manifest while the ledger keeps only its \
+             SHA-256; drop --redact-prompt or --prompt-in-manifest"
+                .to_string(),
+        );
+    }
     if let Some(seed) = request.seed {
         if seed.checked_add(request.count as u64 - 1).is_none() {
             return invalid(format!(
@@ -366,14 +373,6 @@ fn check_free(paths: &[PathBuf], overwrite: bool) -> Result<(), GenerationError>
     Ok(())
 }
 
-/// Returns the directory a file is written in ("." for a bare file name).
-fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    }
-}
-
 /// Returns the output paths of a run: the path itself for one image, else
 /// `STEM-1.EXT`, `STEM-2.EXT`, ...
 pub fn output_paths(output: &Path, count: usize) -> Vec<PathBuf> {
@@ -411,27 +410,6 @@ fn initial_latents(
         model.device(),
     )
     .map_err(|source| EngineError::candle("building initial latents", source))
-}
-
-/// Writes `bytes` to a temporary file in the destination's directory and
-/// flushes it to disk.
-fn stage(path: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile, GenerationError> {
-    let err = |source| GenerationError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".mmgen-").suffix(".part");
-    // Created with 0666 less the umask, as any new file, not tempfile's 0600.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o666));
-    }
-    let mut file = builder.tempfile_in(parent_dir(path)).map_err(err)?;
-    file.write_all(bytes).map_err(err)?;
-    file.as_file().sync_all().map_err(err)?;
-    Ok(file)
 }
 
 fn file_name(path: &Path) -> String {

@@ -143,6 +143,102 @@ fn invalid_arguments_are_errors() {
     assert!(!sandbox.path("x.png").exists());
 }
 
+/// Verifies `name` in `sandbox` and returns its JSON report.
+fn verify_report(sandbox: &Sandbox, name: &str) -> serde_json::Value {
+    let output = sandbox.run(&["verify", "--json", name]);
+    let mut reports = json_lines(&output);
+    assert_eq!(reports.len(), 1, "{}", text(&output));
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    reports.remove(0)
+}
+
+#[test]
+fn each_format_is_signed() {
+    let sandbox = Sandbox::new();
+    let cases = [
+        ("png", "image/png"),
+        ("jpeg", "image/jpeg"),
+        ("webp", "image/webp"),
+    ];
+    for (format, mime) in cases {
+        let name = format!("out-{format}.img");
+        sandbox.run_ok(&[
+            "generate",
+            "a green star",
+            "--sign",
+            "--format",
+            format,
+            "-o",
+            &name,
+            "--seed",
+            "2",
+        ]);
+        let report = verify_report(&sandbox, &name);
+        assert_eq!(report["format"], mime, "{report:#}");
+        assert_eq!(report["manifest"]["state"], "valid", "{format}: {report:#}");
+        assert_eq!(report["ledger"]["byte_identical"], true, "{format}");
+        assert_eq!(report["verdict"], "intact", "{format}");
+        let binding = &report["manifest"]["soft_bindings"][0];
+        assert_eq!(binding["alg"], "org.mmgen.latent-watermark.1", "{format}");
+        assert_eq!(
+            binding["values"][0], report["ledger"]["record"]["watermark_payload"],
+            "{format}"
+        );
+    }
+}
+
+#[test]
+fn prompt_reaches_manifest_only_on_request() {
+    let sandbox = Sandbox::new();
+    let prompt = "a pink circle";
+    sandbox.run_ok(&[
+        "generate",
+        prompt,
+        "--sign",
+        "-o",
+        "hidden.png",
+        "--seed",
+        "4",
+    ]);
+    sandbox.run_ok(&[
+        "generate",
+        prompt,
+        "--sign",
+        "--prompt-in-manifest",
+        "-o",
+        "shown.png",
+        "--seed",
+        "4",
+    ]);
+    let hidden = verify_report(&sandbox, "hidden.png");
+    let generation = &hidden["manifest"]["generation"];
+    assert!(generation.get("prompt").is_none(), "{generation:#}");
+    assert_eq!(generation["prompt_sha256"].as_str().map(str::len), Some(64));
+    assert_eq!(
+        generation["model_name"],
+        hidden["ledger"]["record"]["model_name"]
+    );
+    assert_eq!(
+        generation["weights_sha256"],
+        hidden["ledger"]["record"]["weights_sha256"]
+    );
+
+    let shown = verify_report(&sandbox, "shown.png");
+    assert_eq!(shown["manifest"]["generation"]["prompt"], prompt);
+
+    let output = sandbox.run(&[
+        "generate",
+        prompt,
+        "--sign",
+        "--prompt-in-manifest",
+        "--redact-prompt",
+        "-o",
+        "x.png",
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(!sandbox.path("x.png").exists());
+}
+
 /// Milliseconds of jitter from the clock, so that each run kills at other
 /// moments: 0 to `max` - 1.
 fn jitter(max: u64) -> u64 {

@@ -57,3 +57,68 @@ fn show_without_keys_says_how_to_create_them() {
         text(&output)
     );
 }
+
+#[test]
+fn organization_names_the_signer() {
+    let sandbox = Sandbox::new();
+    sandbox.run_ok(&["keys", "init", "--organization", "Example News Ltd"]);
+    let output = sandbox.run_ok(&["keys", "show", "--json"]);
+    let value: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("JSON");
+    let subject = value["signer_subject"].as_str().unwrap();
+    assert!(subject.contains("O=Example News Ltd"), "{subject}");
+
+    let bad = Sandbox::new();
+    let output = bad.run(&["keys", "init", "--organization", ""]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        stderr(&output).contains("organisation name"),
+        "{}",
+        text(&output)
+    );
+}
+
+#[test]
+fn rotate_issues_a_new_signer() {
+    let sandbox = Sandbox::new();
+    sandbox.run_ok(&["keys", "init"]);
+    let show = |sandbox: &Sandbox| -> serde_json::Value {
+        let output = sandbox.run_ok(&["keys", "show", "--json"]);
+        serde_json::from_str(&stdout(&output)).expect("JSON")
+    };
+    let before = show(&sandbox);
+    let output = sandbox.run_ok(&["keys", "rotate", "--lifetime-days", "30"]);
+    assert!(
+        stdout(&output).contains("keys/retired/"),
+        "{}",
+        text(&output)
+    );
+    let after = show(&sandbox);
+    assert_ne!(after["signer_sha256"], before["signer_sha256"]);
+    assert_eq!(after["ca_sha256"], before["ca_sha256"]);
+    assert_eq!(after["watermark_key_id"], before["watermark_key_id"]);
+    assert_eq!(after["signer_days_left"], 29);
+
+    // Thirty days is inside the renewal warning window.
+    let output = sandbox.run_ok(&[
+        "generate",
+        "a red square",
+        "--sign",
+        "-o",
+        "w.png",
+        "--seed",
+        "1",
+    ]);
+    let err = stderr(&output);
+    assert!(err.contains("expires in 29 days"), "{err}");
+    assert!(err.contains("mmgen keys rotate"), "{err}");
+
+    let output = sandbox.run(&["keys", "rotate", "--lifetime-days", "0"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    let output = sandbox.run(&["keys", "rotate", "--lifetime-days", "9000"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        stderr(&output).contains("outlive its CA"),
+        "{}",
+        text(&output)
+    );
+}

@@ -56,6 +56,12 @@ pub struct GenerateArgs {
     #[arg(long)]
     redact_prompt: bool,
 
+    /// Write the prompt text into the C2PA manifest, where anyone holding
+    /// the file can read it. By default the manifest carries only the
+    /// prompt's SHA-256.
+    #[arg(long, conflicts_with = "redact_prompt")]
+    prompt_in_manifest: bool,
+
     /// Print a machine-readable summary as JSON.
     #[arg(long)]
     json: bool,
@@ -80,6 +86,9 @@ impl From<FormatArg> for MediaFormat {
 
 pub fn run(args: GenerateArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let keys = ctx.load_or_init_keys(args.json)?;
+    if args.sign {
+        ctx.check_signer_expiry(&keys)?;
+    }
     let watermark = WatermarkKey::new(keys.watermark_secret);
     let mut ledger = ctx.open_ledger()?;
     let model = ctx.load_model()?;
@@ -93,6 +102,7 @@ pub fn run(args: GenerateArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         format: output_format(args.format, args.output.as_deref())?,
         overwrite: args.force,
         log_prompt: !args.redact_prompt,
+        prompt_in_manifest: args.prompt_in_manifest,
     };
     let checkpoint = super::ledger::checkpoint_signer(ctx, &keys, &ledger)?;
     let provenance = Provenance {

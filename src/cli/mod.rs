@@ -19,7 +19,10 @@ macro_rules! outln {
 mod generate;
 mod keys;
 mod ledger;
+mod paths;
+mod stamp;
 mod verify;
+mod verify_print;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,7 +31,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use mmgen::engine::{Model, builtin};
 use mmgen::home::Home;
-use mmgen::keys::{KeySet, KeyStore};
+use mmgen::keys::{KeySet, KeyStore, SignerExpiry};
 use mmgen::ledger::Ledger;
 
 /// Provenance for generated images: generate with a watermark, a C2PA
@@ -57,6 +60,9 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Report the evidence of every provenance layer in image files.
     Verify(verify::VerifyArgs),
+    /// Sign media that mmgen did not generate with Content Credentials
+    /// (for publishers), optionally with a visible AI label.
+    Stamp(stamp::StampArgs),
     /// Create, show or rotate the local signing and watermark keys.
     Keys {
         #[command(subcommand)]
@@ -97,6 +103,28 @@ impl Context {
             eprintln!("{}", created_message(&self.home));
         }
         Ok(keys)
+    }
+
+    /// Checks, before any work, that the signing certificate can still
+    /// sign: an expired one is an error, and one that expires within
+    /// [`mmgen::keys::RENEWAL_WARNING`] gets a warning on stderr.
+    pub fn check_signer_expiry(&self, keys: &KeySet) -> anyhow::Result<()> {
+        match keys.signer_expiry_at(time::OffsetDateTime::now_utc()) {
+            SignerExpiry::Valid { .. } => Ok(()),
+            SignerExpiry::Soon { days_left } => {
+                eprintln!(
+                    "mmgen: warning: the C2PA signing certificate expires in {days_left} days; \
+                     manifests carry no time-stamp, so they read back invalid once it has \
+                     expired. Run `mmgen keys rotate` for new outputs."
+                );
+                Ok(())
+            }
+            SignerExpiry::Expired { since } => anyhow::bail!(
+                "the C2PA signing certificate expired at {}; run `mmgen keys rotate` to \
+                 issue a new one",
+                time_text(&since)
+            ),
+        }
     }
 
     /// Loads the key set if the home has one.
@@ -187,6 +215,7 @@ fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
     match command {
         Command::Generate(args) => generate::run(args, ctx),
         Command::Verify(args) => verify::run(args, ctx),
+        Command::Stamp(args) => stamp::run(args, ctx),
         Command::Keys { command } => keys::run(command, ctx),
         Command::Ledger { command } => ledger::run(command, ctx),
     }

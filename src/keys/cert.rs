@@ -16,6 +16,8 @@ use super::generate::hex;
 pub struct CertDetails {
     /// Subject distinguished name, such as `C=ZZ, O=..., CN=...`.
     pub subject: String,
+    /// Organisation (O) of the subject, if any.
+    pub organization: Option<String>,
     /// Issuer distinguished name.
     pub issuer: String,
     /// SHA-256 of the DER encoding, lower-case hex.
@@ -83,6 +85,12 @@ fn parse_der(der: &[u8]) -> Result<CertDetails, String> {
     })?;
     Ok(CertDetails {
         subject: cert.subject().to_string(),
+        organization: cert
+            .subject()
+            .iter_organization()
+            .next()
+            .and_then(|o| o.as_str().ok())
+            .map(str::to_string),
         issuer: cert.issuer().to_string(),
         sha256: hex(&Sha256::digest(der)),
         not_before: cert.validity().not_before.to_datetime(),

@@ -58,6 +58,17 @@ pub enum KeyError {
         /// Underlying I/O error.
         source: std::io::Error,
     },
+    /// A key option, such as the organisation name, is invalid.
+    #[error("{0}")]
+    InvalidOption(String),
+    /// The signing certificate does not meet what C2PA readers require.
+    #[error("{path}: {reason}; run `mmgen keys rotate` to issue a new signing certificate")]
+    CertificateProfile {
+        /// The certificate chain file.
+        path: PathBuf,
+        /// What the certificate lacks.
+        reason: String,
+    },
     /// The key directory could not be created.
     #[error(transparent)]
     Home(#[from] crate::home::HomeError),

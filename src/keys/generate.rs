@@ -26,8 +26,37 @@ const CLOCK_SKEW: Duration = Duration::minutes(5);
 const COUNTRY: &str = "ZZ";
 const CA_ORGANIZATION: &str = "mmgen local CA (untrusted)";
 const CA_COMMON_NAME: &str = "mmgen local CA";
-const SIGNER_ORGANIZATION: &str = "mmgen local signer (untrusted)";
+pub(super) const SIGNER_ORGANIZATION: &str = "mmgen local signer (untrusted)";
 const SIGNER_COMMON_NAME: &str = "mmgen C2PA signer";
+/// Upper bound of an organizationName in X.520 (`ub-organization-name`).
+const MAX_ORGANIZATION_CHARS: usize = 64;
+
+/// Choices for a new key set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyOptions {
+    /// Organisation (O) in both certificate subjects, which C2PA readers
+    /// show as the manifest's issuer. `None` keeps the local defaults,
+    /// whose names contain "untrusted".
+    pub organization: Option<String>,
+}
+
+impl KeyOptions {
+    /// Checks the organisation name: 1 to 64 characters, no control
+    /// characters.
+    pub fn validate(&self) -> Result<(), KeyError> {
+        let Some(name) = &self.organization else {
+            return Ok(());
+        };
+        let chars = name.chars().count();
+        if chars == 0 || chars > MAX_ORGANIZATION_CHARS || name.chars().any(char::is_control) {
+            return Err(KeyError::InvalidOption(format!(
+                "organisation name {name:?} is invalid; use 1 to {MAX_ORGANIZATION_CHARS} \
+                 characters without control characters"
+            )));
+        }
+        Ok(())
+    }
+}
 
 /// The PEM and text contents of every file in a new key set.
 pub struct GeneratedFiles {
@@ -40,16 +69,24 @@ pub struct GeneratedFiles {
 }
 
 /// Generates every key and certificate of a new key set in memory.
-pub fn generate(now: OffsetDateTime) -> Result<GeneratedFiles, KeyError> {
+pub fn generate(now: OffsetDateTime, options: &KeyOptions) -> Result<GeneratedFiles, KeyError> {
+    options.validate()?;
+    let ca_organization = options.organization.as_deref().unwrap_or(CA_ORGANIZATION);
+    let signer_organization = options
+        .organization
+        .as_deref()
+        .unwrap_or(SIGNER_ORGANIZATION);
+
     let ca_key = new_ed25519_key("the CA key")?;
-    let ca_params = ca_params(now)?;
+    let ca_params = ca_params(now, ca_organization)?;
     let ca_cert = ca_params
         .self_signed(&ca_key)
         .map_err(gen_err("the CA certificate"))?;
 
     let signer_key = new_ed25519_key("the signer key")?;
     let issuer = Issuer::from_params(&ca_params, &ca_key);
-    let signer_cert = signer_params(now)?
+    let subject = subject(signer_organization, SIGNER_COMMON_NAME);
+    let signer_cert = signer_params(subject, now, now + SIGNER_LIFETIME)?
         .signed_by(&signer_key, &issuer)
         .map_err(gen_err("the signer certificate"))?;
 
@@ -71,9 +108,43 @@ pub fn generate(now: OffsetDateTime) -> Result<GeneratedFiles, KeyError> {
     })
 }
 
-fn ca_params(now: OffsetDateTime) -> Result<CertificateParams, KeyError> {
+/// A new signing key and its PEM chain (end-entity, then the CA), issued
+/// by the CA in `ca_cert_pem` for `subject`, valid until `not_after`.
+pub struct IssuedSigner {
+    pub key_pem: String,
+    pub chain_pem: String,
+}
+
+/// Issues a new signing certificate from an existing CA, for rotation.
+pub fn issue_signer(
+    ca_cert_pem: &str,
+    ca_key_pem: &str,
+    subject: DistinguishedName,
+    now: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Result<IssuedSigner, KeyError> {
+    let ca_key = KeyPair::from_pem(ca_key_pem).map_err(gen_err("the CA key"))?;
+    let issuer =
+        Issuer::from_ca_cert_pem(ca_cert_pem, &ca_key).map_err(gen_err("the CA issuer"))?;
+    let signer_key = new_ed25519_key("the signer key")?;
+    let signer_cert = signer_params(subject, now, not_after)?
+        .signed_by(&signer_key, &issuer)
+        .map_err(gen_err("the signer certificate"))?;
+    Ok(IssuedSigner {
+        key_pem: signer_key.serialize_pem(),
+        chain_pem: format!("{}{ca_cert_pem}", signer_cert.pem()),
+    })
+}
+
+/// Builds the subject of a signing certificate for `organization`, with
+/// the default common name.
+pub fn signer_subject(organization: &str) -> DistinguishedName {
+    subject(organization, SIGNER_COMMON_NAME)
+}
+
+fn ca_params(now: OffsetDateTime, organization: &str) -> Result<CertificateParams, KeyError> {
     let mut params = CertificateParams::default();
-    params.distinguished_name = subject(CA_ORGANIZATION, CA_COMMON_NAME);
+    params.distinguished_name = subject(organization, CA_COMMON_NAME);
     params.serial_number = Some(random_serial()?);
     params.not_before = now - CLOCK_SKEW;
     params.not_after = now + CA_LIFETIME;
@@ -85,12 +156,16 @@ fn ca_params(now: OffsetDateTime) -> Result<CertificateParams, KeyError> {
 /// End-entity parameters that pass the C2PA certificate profile: v3,
 /// digitalSignature only, an allowed extended key usage (never
 /// anyExtendedKeyUsage) and an Authority Key Identifier.
-fn signer_params(now: OffsetDateTime) -> Result<CertificateParams, KeyError> {
+fn signer_params(
+    subject: DistinguishedName,
+    now: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Result<CertificateParams, KeyError> {
     let mut params = CertificateParams::default();
-    params.distinguished_name = subject(SIGNER_ORGANIZATION, SIGNER_COMMON_NAME);
+    params.distinguished_name = subject;
     params.serial_number = Some(random_serial()?);
     params.not_before = now - CLOCK_SKEW;
-    params.not_after = now + SIGNER_LIFETIME;
+    params.not_after = not_after;
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::EmailProtection];

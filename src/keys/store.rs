@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use super::cert::{CertDetails, parse_pem_chain};
 use super::files::{self, Visibility};
-use super::generate::generate;
+use super::generate::{KeyOptions, generate};
 use super::{KeyError, KeySet, Signer};
 
 /// The key files of one mmgen home. Private files are mode 0600, the
@@ -64,9 +64,17 @@ impl KeyStore {
         })
     }
 
-    /// Creates a new key set and returns it loaded. Fails with
-    /// [`KeyError::AlreadyExists`] when any key file is present.
+    /// Creates a new key set with the default subjects and returns it
+    /// loaded. Fails with [`KeyError::AlreadyExists`] when any key file is
+    /// present.
     pub fn init(&self) -> Result<KeySet, KeyError> {
+        self.init_with(&KeyOptions::default())
+    }
+
+    /// Creates a new key set with `options` and returns it loaded. Fails
+    /// with [`KeyError::AlreadyExists`] when any key file is present.
+    pub fn init_with(&self, options: &KeyOptions) -> Result<KeySet, KeyError> {
+        options.validate()?;
         if self.exists() {
             return Err(KeyError::AlreadyExists {
                 dir: self.dir.clone(),
@@ -74,7 +82,7 @@ impl KeyStore {
         }
         crate::home::create_private_dir(&self.dir)?;
 
-        let generated = generate(OffsetDateTime::now_utc())?;
+        let generated = generate(OffsetDateTime::now_utc(), options)?;
         // NOTE: the files are written one by one, so a crash between two
         // writes leaves an incomplete set, which `load` then reports.
         let writes = [
@@ -137,7 +145,7 @@ impl KeyStore {
         Ok(())
     }
 
-    fn read_key(&self, name: &str) -> Result<SigningKey, KeyError> {
+    pub(super) fn read_key(&self, name: &str) -> Result<SigningKey, KeyError> {
         let text = files::read_text(&self.dir, name)?;
         SigningKey::from_pkcs8_pem(&text).map_err(|e| KeyError::Corrupt {
             path: self.dir.join(name),
@@ -210,6 +218,17 @@ impl KeyStore {
                 files::CA_CERT,
                 "the CA's signature on the first certificate does not verify",
             ));
+        }
+        // c2pa 0.90 signs with such a certificate without complaint, but
+        // reads every manifest back Invalid (claimSignature.mismatch).
+        if leaf.organization.is_none() {
+            return Err(KeyError::CertificateProfile {
+                path,
+                reason: "the signing certificate's subject has no organisation (O=), \
+                         and c2pa 0.90 reads manifests signed with such a certificate \
+                         back as claimSignature.mismatch"
+                    .into(),
+            });
         }
         Ok(leaf)
     }
@@ -423,6 +442,47 @@ mod tests {
         let err = store.load().unwrap_err();
         assert!(matches!(err, KeyError::Mismatch { .. }), "{err}");
         assert!(err.to_string().contains(files::SIGNER_CHAIN), "{err}");
+    }
+
+    #[test]
+    fn signer_without_organization_is_rejected() {
+        let (_tmp, store, set) = fresh();
+        let subject = crate::keys::test_support::subject_without_organization();
+        let (key_pem, chain_pem) = crate::keys::test_support::issue_for(&store, &set, subject);
+        overwrite(&store, files::SIGNER_KEY, &key_pem);
+        overwrite(&store, files::SIGNER_CHAIN, &chain_pem);
+        let err = store.load().unwrap_err();
+        assert!(matches!(err, KeyError::CertificateProfile { .. }), "{err}");
+        let message = err.to_string();
+        assert!(message.contains("(O=)"), "{message}");
+        assert!(message.contains("mmgen keys rotate"), "{message}");
+    }
+
+    #[test]
+    fn organization_option_names_both_subjects() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = KeyStore::new(&tmp.path().join("keys"));
+        let options = KeyOptions {
+            organization: Some("Example News Ltd".into()),
+        };
+        let set = store.init_with(&options).unwrap();
+        assert_eq!(set.leaf.organization.as_deref(), Some("Example News Ltd"));
+        assert_eq!(set.ca.organization.as_deref(), Some("Example News Ltd"));
+        assert!(set.info().signer_subject.contains("CN=mmgen C2PA signer"));
+    }
+
+    #[test]
+    fn invalid_organization_is_rejected() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = KeyStore::new(&tmp.path().join("keys"));
+        for name in ["", "line\nbreak", &"x".repeat(65)] {
+            let options = KeyOptions {
+                organization: Some(name.to_string()),
+            };
+            let err = store.init_with(&options).unwrap_err();
+            assert!(matches!(err, KeyError::InvalidOption(_)), "{name:?}: {err}");
+        }
+        assert!(!store.exists());
     }
 
     #[test]

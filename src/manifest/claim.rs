@@ -7,8 +7,11 @@ use serde_json::{Value, json};
 pub const GENERATION_LABEL: &str = "org.mmgen.generation";
 /// Label of the C2PA soft-binding assertion that names the watermark.
 pub const SOFT_BINDING_LABEL: &str = "c2pa.soft-binding";
-/// Soft-binding algorithm name of mmgen's latent watermark.
-pub const WATERMARK_ALGORITHM: &str = "org.mmgen.latent-wm.v1";
+/// Soft-binding algorithm identifier of mmgen's latent watermark, in the
+/// reverse-domain `vendor.name.version` form of the C2PA soft-binding
+/// algorithm list. The block value is the watermark payload text
+/// (`mmgen-wm1:<key id hex>:<serial>`).
+pub const WATERMARK_ALGORITHM: &str = "org.mmgen.latent-watermark.1";
 /// IPTC digital source type of media made by a trained model.
 pub const TRAINED_ALGORITHMIC_MEDIA: &str =
     "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia";
@@ -32,8 +35,15 @@ pub struct GenerationClaim {
     pub guidance: f64,
     /// Seed of the sampler noise.
     pub seed: u64,
-    /// SHA-256 of the UTF-8 prompt; the prompt itself is not written.
+    /// SHA-256 of the UTF-8 prompt.
     pub prompt_sha256: [u8; 32],
+    /// The prompt text, only when the request allows publishing it;
+    /// otherwise the manifest carries only `prompt_sha256`.
+    pub prompt: Option<String>,
+    /// Output width in pixels.
+    pub width: u32,
+    /// Output height in pixels.
+    pub height: u32,
     /// Manifest title, usually the output file name.
     pub title: String,
 }
@@ -58,6 +68,15 @@ pub struct GenerationAssertion {
     pub seed: u64,
     /// SHA-256 of the prompt, lower-case hex.
     pub prompt_sha256: String,
+    /// The prompt, when the generation request allowed publishing it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// Output width in pixels.
+    #[serde(default)]
+    pub width: u32,
+    /// Output height in pixels.
+    #[serde(default)]
+    pub height: u32,
 }
 
 impl From<&GenerationClaim> for GenerationAssertion {
@@ -71,15 +90,18 @@ impl From<&GenerationClaim> for GenerationAssertion {
             guidance: claim.guidance,
             seed: claim.seed,
             prompt_sha256: hex(&claim.prompt_sha256),
+            prompt: claim.prompt.clone(),
+            width: claim.width,
+            height: claim.height,
         }
     }
 }
 
 /// The manifest definition (title and claim generator) for
 /// `c2pa::Builder::with_definition`.
-pub fn definition(claim: &GenerationClaim) -> Value {
+pub fn definition(title: &str) -> Value {
     json!({
-        "title": claim.title,
+        "title": title,
         "claim_generator_info": [{
             "name": CLAIM_GENERATOR,
             "version": env!("CARGO_PKG_VERSION"),

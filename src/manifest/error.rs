@@ -7,6 +7,9 @@ pub enum ManifestError {
     /// The media type is not one that mmgen signs.
     #[error("cannot sign media type {0:?}; use image/png, image/jpeg or image/webp")]
     UnsupportedMime(String),
+    /// The file's container has a shape that the c2pa SDK cannot parse.
+    #[error("{0}")]
+    UnsupportedContainer(String),
     /// The c2pa SDK failed to build or sign the manifest.
     #[error("failed to sign the C2PA manifest: {0}")]
     Sign(#[source] c2pa::Error),

@@ -1,36 +1,123 @@
-//! Reading and validating any file's C2PA manifest.
+//! Reading and validating any file's C2PA manifest store.
 
 use std::io::Cursor;
 
 use c2pa::validation_status::ValidationStatus;
-use c2pa::{Context, Manifest, Reader};
-use serde_json::{Value, json};
+use c2pa::{Context, Reader};
+use serde_json::json;
 
 use super::ManifestError;
 use super::claim::GENERATION_LABEL;
-use super::report::{ActionEntry, ManifestReport, StatusEntry, StatusKind, ValidationState};
+use super::report::{ManifestReport, StatusEntry, StatusKind, ValidationState};
+use super::summary::{ai_disclosures, soft_bindings, summarize};
 
-/// Reads and validates the manifest store of `image`, a file of type
-/// `mime`. Returns `Ok(None)` when the file has no manifest. A manifest
-/// stored remotely is reported with its URL and never fetched.
+/// Result of reading a file's manifest store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReadOutcome {
+    /// The file carries no manifest and no reference to one.
+    Absent,
+    /// The file's XMP points to a manifest stored at `url`. mmgen never
+    /// fetches it, so nothing was validated.
+    Remote {
+        /// The URL from the file's `dcterms:provenance` XMP property.
+        url: String,
+    },
+    /// An embedded manifest store, read and validated.
+    Embedded(Box<ManifestReport>),
+}
+
+impl ReadOutcome {
+    /// Returns the report of an embedded manifest store.
+    pub fn embedded(self) -> Option<ManifestReport> {
+        match self {
+            ReadOutcome::Embedded(report) => Some(*report),
+            _ => None,
+        }
+    }
+}
+
+/// Reads and validates the manifest store embedded in `image`, a file of
+/// type `mime`. A manifest stored remotely is reported with its URL and
+/// never fetched: this build of the c2pa crate has no HTTP client, and
+/// remote fetching is also switched off in the reader's settings.
 /// `trust_anchors_pem` lists the root certificates that make a Valid
 /// manifest Trusted.
 pub fn read(
     image: &[u8],
     mime: &str,
     trust_anchors_pem: Option<&str>,
-) -> Result<Option<ManifestReport>, ManifestError> {
+) -> Result<ReadOutcome, ManifestError> {
     let context = reader_context(trust_anchors_pem)?;
     let reader = match Reader::from_context(context).with_stream(mime, Cursor::new(image)) {
         Ok(reader) => reader,
-        Err(c2pa::Error::JumbfNotFound) => return Ok(None),
+        Err(c2pa::Error::JumbfNotFound) => return Ok(ReadOutcome::Absent),
         Err(c2pa::Error::RemoteManifestUrl(url)) => {
             tracing::debug!(%url, "manifest is remote; not fetched");
-            return Ok(Some(ManifestReport::remote(url)));
+            return Ok(ReadOutcome::Remote { url });
         }
         Err(e) => return Err(ManifestError::Read(e)),
     };
-    Ok(Some(report(&reader)))
+    Ok(ReadOutcome::Embedded(Box::new(report(&reader))))
+}
+
+/// Status codes of a hard binding (a hash over the asset's bytes) that
+/// does not match the asset it was checked against.
+const HARD_BINDING_MISMATCHES: [&str; 3] = [
+    "assertion.dataHash.mismatch",
+    "assertion.boxesHash.mismatch",
+    "assertion.bmffHash.mismatch",
+];
+
+/// A manifest store validated on its own bytes, apart from its asset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreReport {
+    /// The report. Its `state` judges the claim, its signature and the
+    /// certificate only: a hard-binding mismatch does not make it Invalid.
+    /// `status` lists every entry, the mismatch included.
+    pub report: ManifestReport,
+    /// Whether the hard binding matched the asset it was checked against.
+    pub hard_binding_matches: bool,
+}
+
+/// Reads a manifest store kept apart from its asset (as the ledger keeps
+/// it) and validates it on its own bytes. `asset` is the file to check the
+/// hard binding against: a modified copy does not match, and that is
+/// reported in [`StoreReport::hard_binding_matches`], not in the state.
+pub fn read_store(
+    store: &[u8],
+    mime: &str,
+    asset: &[u8],
+    trust_anchors_pem: Option<&str>,
+) -> Result<StoreReport, ManifestError> {
+    let context = reader_context(trust_anchors_pem)?;
+    let reader = Reader::from_context(context)
+        .with_manifest_data_and_stream(store, mime, Cursor::new(asset))
+        .map_err(ManifestError::Read)?;
+    let mut report = report(&reader);
+    let hard_binding_matches = !HARD_BINDING_MISMATCHES
+        .iter()
+        .any(|code| report.has_code(code));
+    report.state = state_without_hard_binding(&report);
+    Ok(StoreReport {
+        report,
+        hard_binding_matches,
+    })
+}
+
+/// Computes the state from the failures other than a hard-binding
+/// mismatch. c2pa 0.90 files `signingCredential.untrusted` as a failure
+/// but leaves the manifest Valid, and so does this function.
+fn state_without_hard_binding(report: &ManifestReport) -> ValidationState {
+    let other_failure = report.failure_codes().into_iter().any(|code| {
+        code != "signingCredential.untrusted" && !HARD_BINDING_MISMATCHES.contains(&code)
+    });
+    if other_failure {
+        ValidationState::Invalid
+    } else if report.has_code("signingCredential.trusted") {
+        ValidationState::Trusted
+    } else {
+        ValidationState::Valid
+    }
 }
 
 /// Reader settings: no network access, and the given trust anchors.
@@ -50,20 +137,15 @@ fn report(reader: &Reader) -> ManifestReport {
         c2pa::ValidationState::Valid => ValidationState::Valid,
         c2pa::ValidationState::Trusted => ValidationState::Trusted,
     };
-    let manifest = reader.active_manifest();
-    let signature = manifest.and_then(Manifest::signature_info);
+    let active = reader.active_manifest();
+    let summary = summarize(reader, active);
     ManifestReport {
         state,
         status: status_entries(reader),
-        claim_generator: manifest.and_then(claim_generator),
-        signer: signature.and_then(|s| s.common_name.clone()),
-        issuer: signature.and_then(|s| s.issuer.clone()),
-        signing_time: signature.and_then(|s| s.time.clone()),
-        title: manifest.and_then(|m| m.title().map(str::to_string)),
-        actions: manifest.map(actions).unwrap_or_default(),
-        ingredients: manifest.map(ingredient_titles).unwrap_or_default(),
-        generation: manifest.and_then(|m| m.find_assertion(GENERATION_LABEL).ok()),
-        remote_url: reader.remote_url().map(str::to_string),
+        ai_disclosures: ai_disclosures(&summary),
+        soft_bindings: active.map(soft_bindings).unwrap_or_default(),
+        generation: active.and_then(|m| m.find_assertion(GENERATION_LABEL).ok()),
+        active: summary,
     }
 }
 
@@ -108,87 +190,104 @@ fn kind_of(status: &ValidationStatus) -> StatusKind {
     }
 }
 
-/// `name/version` of the first claim generator, else the v1 string.
-fn claim_generator(manifest: &Manifest) -> Option<String> {
-    let info = manifest
-        .claim_generator_info
-        .as_ref()
-        .and_then(|v| v.first());
-    match info {
-        Some(info) => Some(match &info.version {
-            Some(version) => format!("{}/{version}", info.name),
-            None => info.name.clone(),
-        }),
-        None => manifest.claim_generator().map(str::to_string),
-    }
-}
-
-/// Actions from the v2 assertion, else from the v1 one.
-fn actions(manifest: &Manifest) -> Vec<ActionEntry> {
-    let value: Option<Value> = ["c2pa.actions.v2", "c2pa.actions"]
-        .iter()
-        .find_map(|label| manifest.find_assertion(label).ok());
-    let Some(list) = value.as_ref().and_then(|v| v["actions"].as_array()) else {
-        return Vec::new();
-    };
-    list.iter()
-        .filter_map(|action| {
-            Some(ActionEntry {
-                action: action["action"].as_str()?.to_string(),
-                digital_source_type: action["digitalSourceType"].as_str().map(str::to_string),
-            })
-        })
-        .collect()
-}
-
-fn ingredient_titles(manifest: &Manifest) -> Vec<String> {
-    manifest
-        .ingredients()
-        .iter()
-        .map(|i| i.title().unwrap_or("(untitled)").to_string())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::testutil::fixture;
+    use image::ImageFormat;
+
+    use super::super::testutil::{claim, fixture, image_bytes, key_set, png_with_xmp};
     use super::*;
 
-    fn read_fixture(name: &str, mime: &str) -> Option<ManifestReport> {
+    fn read_fixture(name: &str, mime: &str) -> ReadOutcome {
         read(&fixture(name), mime, None).unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    fn embedded_fixture(name: &str) -> ManifestReport {
+        read_fixture(name, "image/jpeg")
+            .embedded()
+            .unwrap_or_else(|| panic!("{name} has no embedded manifest"))
     }
 
     #[test]
     fn fixture_c_is_valid() {
-        let report = read_fixture("C.jpg", "image/jpeg").unwrap();
+        let report = embedded_fixture("C.jpg");
         assert_eq!(report.state, ValidationState::Valid, "{report:?}");
         assert!(report.has_code("signingCredential.untrusted"));
-        assert!(report.claim_generator.is_some());
+        assert_eq!(
+            report.active.claim_generator.as_deref(),
+            Some("make_test_images/0.33.1")
+        );
+        let signer = &report.active.signer;
+        assert_eq!(signer.name.as_deref(), Some("C2PA Signer"));
+        assert_eq!(
+            signer.organization.as_deref(),
+            Some("C2PA Test Signing Cert")
+        );
+        assert!(signer.issuer.is_some(), "{signer:?}");
+        assert!(signer.signing_time.is_some(), "{signer:?}");
+        let actions = &report.active.actions;
+        assert_eq!(actions.len(), 1, "{actions:?}");
+        assert_eq!(actions[0].action, "c2pa.created");
+        assert_eq!(
+            actions[0].digital_source_type.as_deref(),
+            Some("http://cv.iptc.org/newscodes/digitalsourcetype/algorithmicMedia")
+        );
+        // algorithmicMedia is not generative AI.
+        assert!(report.ai_disclosures.is_empty(), "{report:?}");
+        assert_eq!(report.generation, None);
     }
 
     #[test]
-    fn fixture_ca_has_ingredient() {
-        let report = read_fixture("CA.jpg", "image/jpeg").unwrap();
+    fn fixture_ca_has_parent_without_manifest() {
+        let report = embedded_fixture("CA.jpg");
         assert_eq!(report.state, ValidationState::Valid, "{report:?}");
-        assert_eq!(report.ingredients.len(), 1, "{report:?}");
+        let names: Vec<&str> = report
+            .active
+            .actions
+            .iter()
+            .map(|a| a.action.as_str())
+            .collect();
+        assert_eq!(names, ["c2pa.opened", "c2pa.color_adjustments"]);
+        let ingredients = &report.active.ingredients;
+        assert_eq!(ingredients.len(), 1, "{report:?}");
+        assert_eq!(ingredients[0].title.as_deref(), Some("A.jpg"));
+        assert_eq!(ingredients[0].relationship, "parentOf");
+        assert!(ingredients[0].manifest.is_none());
+    }
+
+    #[test]
+    fn fixture_caca_chain_has_two_generations() {
+        let report = embedded_fixture("CACA.jpg");
+        assert_eq!(report.state, ValidationState::Valid, "{report:?}");
+        let parent = &report.active.ingredients[0];
+        assert_eq!(parent.title.as_deref(), Some("CA.jpg"));
+        assert_eq!(parent.relationship, "parentOf");
+        let parent_manifest = parent.manifest.as_ref().expect("CA.jpg's manifest");
+        assert_eq!(
+            parent_manifest.signer.organization.as_deref(),
+            Some("C2PA Test Signing Cert")
+        );
+        assert_eq!(parent_manifest.actions[0].action, "c2pa.opened");
+        let grandparent = &parent_manifest.ingredients[0];
+        assert_eq!(grandparent.title.as_deref(), Some("A.jpg"));
+        assert!(grandparent.manifest.is_none());
     }
 
     #[test]
     fn fixture_xca_has_data_hash_mismatch() {
-        let report = read_fixture("XCA.jpg", "image/jpeg").unwrap();
+        let report = embedded_fixture("XCA.jpg");
         assert_eq!(report.state, ValidationState::Invalid);
         assert!(report.has_code("assertion.dataHash.mismatch"), "{report:?}");
     }
 
     #[test]
     fn fixture_e_sig_has_signature_mismatch() {
-        let report = read_fixture("E-sig-CA.jpg", "image/jpeg").unwrap();
+        let report = embedded_fixture("E-sig-CA.jpg");
         assert_eq!(report.state, ValidationState::Invalid);
         assert!(report.has_code("claimSignature.mismatch"), "{report:?}");
     }
 
     #[test]
-    fn fixtures_without_manifest_read_none() {
+    fn fixtures_without_manifest_read_absent() {
         let cases = [
             ("no_manifest.jpg", "image/jpeg"),
             ("libpng-test.png", "image/png"),
@@ -196,8 +295,18 @@ mod tests {
             ("test.webp", "image/webp"),
         ];
         for (name, mime) in cases {
-            assert!(read_fixture(name, mime).is_none(), "{name}");
+            assert_eq!(read_fixture(name, mime), ReadOutcome::Absent, "{name}");
         }
+    }
+
+    #[test]
+    fn remote_reference_is_reported_not_fetched() {
+        let url = "http://127.0.0.1:9/manifests/abc.c2pa";
+        let png = png_with_xmp(&format!(
+            r#"<rdf:Description rdf:about="" xmlns:dcterms="http://purl.org/dc/terms/" dcterms:provenance="{url}"/>"#
+        ));
+        let outcome = read(&png, "image/png", None).unwrap();
+        assert_eq!(outcome, ReadOutcome::Remote { url: url.into() });
     }
 
     #[test]
@@ -216,17 +325,18 @@ mod tests {
         let bytes = fixture("C.jpg");
         let report = read(&bytes[..bytes.len() / 2], "image/jpeg", None)
             .unwrap()
+            .embedded()
             .unwrap();
         assert_eq!(report.state, ValidationState::Invalid);
         assert!(report.has_code("assertion.dataHash.mismatch"), "{report:?}");
     }
 
     #[test]
-    fn garbage_is_an_error() {
+    fn garbage_is_an_error_or_absent() {
         for mime in ["image/png", "image/jpeg", "image/webp"] {
             let result = read(b"\x89PNG\r\n\x1a\ngarbage-garbage", mime, None);
             assert!(
-                result.is_err() || matches!(result, Ok(None)),
+                result.is_err() || matches!(result, Ok(ReadOutcome::Absent)),
                 "{mime}: {result:?}"
             );
         }
@@ -239,5 +349,57 @@ mod tests {
             matches!(result, Err(ManifestError::TrustAnchors(_))),
             "{result:?}"
         );
+    }
+
+    #[test]
+    fn store_validates_apart_from_a_modified_copy() {
+        let (_tmp, keys) = key_set();
+        let png = image_bytes(ImageFormat::Png);
+        let signed =
+            super::super::sign_generated(&png, "image/png", &claim(), &keys.signer).unwrap();
+
+        let copy = image_bytes(ImageFormat::Jpeg);
+        let apart = read_store(&signed.manifest, "image/png", &copy, None).unwrap();
+        assert_eq!(apart.report.state, ValidationState::Valid, "{apart:?}");
+        assert!(!apart.hard_binding_matches);
+        assert!(apart.report.has_code("assertion.dataHash.mismatch"));
+        assert!(apart.report.has_code("claimSignature.validated"));
+        assert_eq!(
+            apart.report.generation,
+            Some(super::super::GenerationAssertion::from(&claim()))
+        );
+
+        let trusted = read_store(
+            &signed.manifest,
+            "image/png",
+            &copy,
+            Some(&keys.ca_cert_pem),
+        );
+        assert_eq!(trusted.unwrap().report.state, ValidationState::Trusted);
+
+        let original = read_store(&signed.manifest, "image/png", &signed.bytes, None).unwrap();
+        assert!(original.hard_binding_matches, "{original:?}");
+        assert_eq!(original.report.state, ValidationState::Valid);
+    }
+
+    #[test]
+    fn altered_store_is_invalid_or_unreadable() {
+        let (_tmp, keys) = key_set();
+        let png = image_bytes(ImageFormat::Png);
+        let signed =
+            super::super::sign_generated(&png, "image/png", &claim(), &keys.signer).unwrap();
+        let mut store = signed.manifest.clone();
+        // The payload text sits in the generation assertion; changing one
+        // digit breaks its hashed URI and so the claim.
+        let needle = b"mmgen-wm1:0102030405060708:42";
+        let at = store
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .expect("payload in the store");
+        store[at + needle.len() - 1] = b'3';
+        match read_store(&store, "image/png", &signed.bytes, None) {
+            Ok(apart) => assert_eq!(apart.report.state, ValidationState::Invalid, "{apart:?}"),
+            Err(err) => assert!(matches!(err, ManifestError::Read(_)), "{err}"),
+        }
     }
 }

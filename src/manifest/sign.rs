@@ -1,15 +1,18 @@
-//! Signing a generated image with its C2PA manifest.
+//! Signing: the shared step that embeds a built manifest in an image and
+//! reads it back, and the manifest of a generated image.
 
 use std::io::Cursor;
 use std::time::Instant;
 
 use c2pa::{Builder, CallbackSigner, Context, SigningAlg};
+use serde_json::Value;
 
 use super::claim::{self, GENERATION_LABEL, GenerationAssertion, GenerationClaim};
-use super::{ManifestError, ValidationState, read};
+use super::container;
+use super::{ManifestError, StatusKind, ValidationState, read};
 use crate::keys::Signer;
 
-/// Media types that [`sign_generated`] accepts.
+/// Media types that mmgen signs.
 pub const SIGNABLE_MIME_TYPES: [&str; 3] = ["image/png", "image/jpeg", "image/webp"];
 
 /// A signed image and the manifest store embedded in it.
@@ -31,12 +34,61 @@ pub fn sign_generated(
     claim: &GenerationClaim,
     signer: &Signer,
 ) -> Result<Signed, ManifestError> {
-    if !SIGNABLE_MIME_TYPES.contains(&mime) {
-        return Err(ManifestError::UnsupportedMime(mime.to_string()));
-    }
-    let started = Instant::now();
+    check_mime(mime)?;
+    let mut builder = new_builder(claim::definition(&claim.title), None)?;
+    builder
+        .add_action(claim::created_action())
+        .map_err(ManifestError::Sign)?;
+    builder
+        .add_assertion(GENERATION_LABEL, &GenerationAssertion::from(claim))
+        .map_err(ManifestError::Sign)?;
+    builder
+        .add_assertion(claim::SOFT_BINDING_LABEL, &claim::soft_binding(claim))
+        .map_err(ManifestError::Sign)?;
+    sign_with(builder, image, mime, signer)
+}
 
-    let mut builder = build_manifest(claim)?;
+/// Rejects media types that mmgen does not sign.
+pub(super) fn check_mime(mime: &str) -> Result<(), ManifestError> {
+    if SIGNABLE_MIME_TYPES.contains(&mime) {
+        Ok(())
+    } else {
+        Err(ManifestError::UnsupportedMime(mime.to_string()))
+    }
+}
+
+/// Creates a builder for `definition`, with thumbnails off.
+/// `opened_source_type` makes the SDK add a `c2pa.opened` action, carrying that digital source
+/// type, for the parent ingredient.
+pub(super) fn new_builder(
+    definition: Value,
+    opened_source_type: Option<&str>,
+) -> Result<Builder, ManifestError> {
+    // This build has no thumbnail support (the `add_thumbnails` feature is
+    // off), so automatic thumbnails are switched off rather than warned about.
+    let mut settings = serde_json::json!({ "builder": { "thumbnail": { "enabled": false } } });
+    if let Some(source_type) = opened_source_type {
+        settings["builder"]["actions"] = serde_json::json!({
+            "auto_opened_action": { "enabled": true, "source_type": source_type }
+        });
+    }
+    let context = Context::new()
+        .with_settings(settings)
+        .map_err(ManifestError::Sign)?;
+    Builder::from_context(context)
+        .with_definition(definition)
+        .map_err(ManifestError::Sign)
+}
+
+/// Signs `image` with the manifest in `builder` and reads it back.
+pub(super) fn sign_with(
+    mut builder: Builder,
+    image: &[u8],
+    mime: &str,
+    signer: &Signer,
+) -> Result<Signed, ManifestError> {
+    container::check_container(image, mime)?;
+    let started = Instant::now();
     let c2pa_signer = callback_signer(signer);
     let mut source = Cursor::new(image);
     let mut dest = Cursor::new(Vec::with_capacity(image.len() + 16 * 1024));
@@ -47,34 +99,12 @@ pub fn sign_generated(
 
     check_read_back(&bytes, mime, signer)?;
     tracing::debug!(
-        serial = claim.serial,
         mime,
         bytes = bytes.len(),
         elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
         "signed C2PA manifest"
     );
     Ok(Signed { bytes, manifest })
-}
-
-fn build_manifest(claim: &GenerationClaim) -> Result<Builder, ManifestError> {
-    // This build has no thumbnail support (the `add_thumbnails` feature is
-    // off), so automatic thumbnails are switched off rather than warned about.
-    let context = Context::new()
-        .with_settings(serde_json::json!({ "builder": { "thumbnail": { "enabled": false } } }))
-        .map_err(ManifestError::Sign)?;
-    let mut builder = Builder::from_context(context)
-        .with_definition(claim::definition(claim))
-        .map_err(ManifestError::Sign)?;
-    builder
-        .add_action(claim::created_action())
-        .map_err(ManifestError::Sign)?;
-    builder
-        .add_assertion(GENERATION_LABEL, &GenerationAssertion::from(claim))
-        .map_err(ManifestError::Sign)?;
-    builder
-        .add_assertion(claim::SOFT_BINDING_LABEL, &claim::soft_binding(claim))
-        .map_err(ManifestError::Sign)?;
-    Ok(builder)
 }
 
 /// Builds a c2pa signer around the key in `signer`. c2pa's own Ed25519
@@ -89,8 +119,7 @@ fn callback_signer(signer: &Signer) -> CallbackSigner {
 /// does not verify after signing by default. No trust anchors are used,
 /// so Valid (signed by an untrusted CA) passes.
 fn check_read_back(bytes: &[u8], mime: &str, signer: &Signer) -> Result<(), ManifestError> {
-    let report = read(bytes, mime, None)?;
-    let Some(report) = report else {
+    let Some(report) = read(bytes, mime, None)?.embedded() else {
         return Err(ManifestError::SignedInvalid {
             codes: "no manifest found in the output".into(),
         });
@@ -99,7 +128,7 @@ fn check_read_back(bytes: &[u8], mime: &str, signer: &Signer) -> Result<(), Mani
         let codes: Vec<&str> = report
             .status
             .iter()
-            .filter(|entry| entry.kind == super::StatusKind::Failure)
+            .filter(|entry| entry.kind == StatusKind::Failure)
             .map(|entry| entry.code.as_str())
             .collect();
         tracing::error!(codes = ?codes, signer = signer.subject(), "signed output is invalid");
@@ -110,51 +139,70 @@ fn check_read_back(bytes: &[u8], mime: &str, signer: &Signer) -> Result<(), Mani
     Ok(())
 }
 
+/// Reads `bytes` with no trust anchors and returns the embedded report.
+#[cfg(test)]
+pub(super) fn read_back(bytes: &[u8], mime: &str) -> super::ManifestReport {
+    match read(bytes, mime, None).unwrap() {
+        super::ReadOutcome::Embedded(report) => *report,
+        other => panic!("expected an embedded manifest, found {other:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use image::ImageFormat;
 
     use super::super::testutil::{claim, image_bytes, key_set};
-    use super::super::{StatusKind, TRAINED_ALGORITHMIC_MEDIA, WATERMARK_ALGORITHM};
+    use super::super::{ManifestReport, TRAINED_ALGORITHMIC_MEDIA, WATERMARK_ALGORITHM};
     use super::*;
 
-    fn sign_and_read(format: ImageFormat, mime: &str) -> super::super::ManifestReport {
+    fn sign_and_read(format: ImageFormat, mime: &str) -> ManifestReport {
         let (_tmp, keys) = key_set();
         let signed = sign_generated(&image_bytes(format), mime, &claim(), &keys.signer).unwrap();
         assert!(!signed.manifest.is_empty());
-        read(&signed.bytes, mime, None).unwrap().unwrap()
+        read_back(&signed.bytes, mime)
     }
 
-    fn assert_generated_report(report: &super::super::ManifestReport) {
+    fn assert_generated_report(report: &ManifestReport) {
         assert_eq!(report.state, ValidationState::Valid, "{report:?}");
         assert!(report.has_code("signingCredential.untrusted"), "{report:?}");
         // c2pa files signingCredential.untrusted as a failure entry, but
         // it does not make the state Invalid.
-        let failures = report
-            .status
-            .iter()
-            .filter(|s| s.kind == StatusKind::Failure && s.code != "signingCredential.untrusted");
-        assert_eq!(failures.count(), 0, "{report:?}");
-        assert!(report.has_code("assertion.dataHash.match"), "{report:?}");
-        assert_eq!(report.actions.len(), 1);
-        assert_eq!(report.actions[0].action, "c2pa.created");
         assert_eq!(
-            report.actions[0].digital_source_type.as_deref(),
+            report.failure_codes(),
+            vec!["signingCredential.untrusted"],
+            "{report:?}"
+        );
+        assert!(report.has_code("assertion.dataHash.match"), "{report:?}");
+        let actions = &report.active.actions;
+        assert_eq!(actions.len(), 1);
+        assert_eq!(actions[0].action, "c2pa.created");
+        assert_eq!(
+            actions[0].digital_source_type.as_deref(),
             Some(TRAINED_ALGORITHMIC_MEDIA)
         );
         let expected_generator = format!("mmgen/{}", env!("CARGO_PKG_VERSION"));
         assert_eq!(
-            report.claim_generator.as_deref(),
+            report.active.claim_generator.as_deref(),
             Some(expected_generator.as_str())
         );
-        assert_eq!(report.signer.as_deref(), Some("mmgen C2PA signer"));
-        assert_eq!(report.title.as_deref(), Some("out.png"));
-        assert_eq!(report.generation, Some(GenerationAssertion::from(&claim())));
+        let signer = &report.active.signer;
+        assert_eq!(signer.name.as_deref(), Some("mmgen C2PA signer"));
         assert_eq!(
-            report.issuer.as_deref(),
+            signer.organization.as_deref(),
             Some("mmgen local signer (untrusted)")
         );
-        assert_eq!(report.remote_url, None);
+        assert_eq!(signer.issuer.as_deref(), Some("mmgen local CA (untrusted)"));
+        assert!(signer.certificate_expires.is_some(), "{signer:?}");
+        assert_eq!(signer.signing_time, None);
+        assert_eq!(report.active.title.as_deref(), Some("out.png"));
+        assert_eq!(report.generation, Some(GenerationAssertion::from(&claim())));
+        assert_eq!(report.ai_disclosures.len(), 1, "{report:?}");
+        assert_eq!(
+            report.ai_disclosures[0].according_to,
+            "mmgen local signer (untrusted)"
+        );
+        assert!(report.active.ingredients.is_empty());
     }
 
     #[test]
@@ -174,17 +222,29 @@ mod tests {
 
     #[test]
     fn soft_binding_names_watermark() {
+        let report = sign_and_read(ImageFormat::Png, "image/png");
+        assert_eq!(report.soft_bindings.len(), 1, "{report:?}");
+        assert_eq!(report.soft_bindings[0].alg, WATERMARK_ALGORITHM);
+        assert_eq!(
+            report.soft_bindings[0].values,
+            vec![claim().watermark_payload]
+        );
+    }
+
+    #[test]
+    fn prompt_is_written_only_when_allowed() {
         let (_tmp, keys) = key_set();
         let png = image_bytes(ImageFormat::Png);
-        let signed = sign_generated(&png, "image/png", &claim(), &keys.signer).unwrap();
-        let reader = c2pa::Reader::from_context(Context::new())
-            .with_stream("image/png", Cursor::new(&signed.bytes))
-            .unwrap();
-        let manifest = reader.active_manifest().unwrap();
-        let binding: serde_json::Value =
-            manifest.find_assertion(claim::SOFT_BINDING_LABEL).unwrap();
-        assert_eq!(binding["alg"], WATERMARK_ALGORITHM);
-        assert_eq!(binding["blocks"][0]["value"], "k1:000042");
+        let hidden = sign_generated(&png, "image/png", &claim(), &keys.signer).unwrap();
+        let hidden = read_back(&hidden.bytes, "image/png").generation.unwrap();
+        assert_eq!(hidden.prompt, None);
+        assert_eq!(hidden.prompt_sha256, "09".repeat(32));
+
+        let mut open = claim();
+        open.prompt = Some("a red circle".into());
+        let shown = sign_generated(&png, "image/png", &open, &keys.signer).unwrap();
+        let shown = read_back(&shown.bytes, "image/png").generation.unwrap();
+        assert_eq!(shown.prompt.as_deref(), Some("a red circle"));
     }
 
     #[test]
@@ -196,7 +256,7 @@ mod tests {
             .bytes;
         let idat = signed.windows(4).position(|w| w == b"IDAT").unwrap();
         signed[idat + 10] ^= 0x01;
-        let report = read(&signed, "image/png", None).unwrap().unwrap();
+        let report = read_back(&signed, "image/png");
         assert_eq!(report.state, ValidationState::Invalid);
         assert!(report.has_code("assertion.dataHash.mismatch"), "{report:?}");
     }
@@ -208,6 +268,7 @@ mod tests {
         let signed = sign_generated(&png, "image/png", &claim(), &keys.signer).unwrap();
         let report = read(&signed.bytes, "image/png", Some(&keys.ca_cert_pem))
             .unwrap()
+            .embedded()
             .unwrap();
         assert_eq!(report.state, ValidationState::Trusted, "{report:?}");
         assert!(!report.has_code("signingCredential.untrusted"));
@@ -215,8 +276,10 @@ mod tests {
         let (_tmp2, other) = key_set();
         let foreign = read(&signed.bytes, "image/png", Some(&other.ca_cert_pem))
             .unwrap()
+            .embedded()
             .unwrap();
         assert_eq!(foreign.state, ValidationState::Valid, "{foreign:?}");
+        assert!(foreign.has_code("signingCredential.untrusted"));
     }
 
     #[test]
@@ -233,26 +296,57 @@ mod tests {
         let err = sign_generated(b"not a png", "image/png", &claim(), &keys.signer).unwrap_err();
         assert!(matches!(err, ManifestError::Sign(_)), "{err}");
     }
+}
+
+/// Signing identities that break a C2PA reader's rules.
+#[cfg(test)]
+mod certificate_tests {
+    use std::time::Duration as StdDuration;
+
+    use image::ImageFormat;
+    use time::{Duration, OffsetDateTime};
+
+    use super::super::testutil::{claim, image_bytes};
+    use super::*;
+    use crate::keys::test_support::{fresh_store, subject_without_organization, unchecked_signer};
 
     #[test]
-    fn sign_and_read_timing() {
-        let (_tmp, keys) = key_set();
+    fn certificate_without_organization_fails_read_back() {
+        // c2pa 0.90 signs with such a certificate but reads the manifest
+        // back as a signature mismatch; the read-back check catches it.
+        let (_tmp, signer) = unchecked_signer(subject_without_organization());
         let png = image_bytes(ImageFormat::Png);
-        let runs = 20;
-        let started = Instant::now();
-        let mut signed = None;
-        for _ in 0..runs {
-            signed = Some(sign_generated(&png, "image/png", &claim(), &keys.signer).unwrap());
-        }
-        let sign_ms = started.elapsed().as_secs_f64() * 1e3 / runs as f64;
-        let bytes = signed.unwrap().bytes;
-        let started = Instant::now();
-        for _ in 0..runs {
-            assert!(read(&bytes, "image/png", None).unwrap().is_some());
-        }
-        let read_ms = started.elapsed().as_secs_f64() * 1e3 / runs as f64;
-        // Printed for benchmark records; sign includes its read-back.
-        println!("64x64 PNG: sign {sign_ms:.2} ms, read {read_ms:.2} ms");
-        assert!(sign_ms > read_ms * 0.5, "sign {sign_ms} read {read_ms}");
+        let err = sign_generated(&png, "image/png", &claim(), &signer).unwrap_err();
+        let ManifestError::SignedInvalid { codes } = &err else {
+            panic!("expected SignedInvalid, got {err}");
+        };
+        assert!(codes.contains("claimSignature.mismatch"), "{codes}");
+    }
+
+    #[test]
+    fn manifest_turns_invalid_when_certificate_expires() {
+        let (_tmp, store, _set) = fresh_store();
+        let short = store.rotate(Duration::seconds(3)).unwrap().keys;
+        let png = image_bytes(ImageFormat::Png);
+        let signed = sign_generated(&png, "image/png", &claim(), &short.signer).unwrap();
+        assert_eq!(
+            read_back(&signed.bytes, "image/png").state,
+            ValidationState::Valid
+        );
+
+        let left = short.signer.not_after() - OffsetDateTime::now_utc();
+        let wait = left.whole_milliseconds().max(0) as u64 + 1500;
+        std::thread::sleep(StdDuration::from_millis(wait));
+
+        let expired = read_back(&signed.bytes, "image/png");
+        assert_eq!(expired.state, ValidationState::Invalid, "{expired:?}");
+        assert!(expired.has_code("signingCredential.expired"), "{expired:?}");
+        // The SDK itself rejects signing with the expired certificate.
+        let err = sign_generated(&png, "image/png", &claim(), &short.signer).unwrap_err();
+        assert!(matches!(err, ManifestError::Sign(_)), "{err}");
+        assert!(
+            err.to_string().contains("not valid at time of signing"),
+            "{err}"
+        );
     }
 }

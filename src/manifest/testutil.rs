@@ -28,12 +28,15 @@ pub fn claim() -> GenerationClaim {
     GenerationClaim {
         model_name: "builtin".into(),
         weights_sha256: [7; 32],
-        watermark_payload: "k1:000042".into(),
+        watermark_payload: "mmgen-wm1:0102030405060708:42".into(),
         serial: 42,
         steps: 20,
         guidance: 7.5,
         seed: 1234,
         prompt_sha256: [9; 32],
+        prompt: None,
+        width: 64,
+        height: 64,
         title: "out.png".into(),
     }
 }
@@ -50,4 +53,19 @@ pub fn fixture(name: &str) -> Vec<u8> {
         panic!("fixture folder not found; tried {candidates:?}");
     };
     std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("cannot read fixture {name}: {e}"))
+}
+
+/// Builds a 64x64 PNG with an XMP packet (an iTXt chunk) whose `rdf:RDF`
+/// contains `description`.
+pub fn png_with_xmp(description: &str) -> Vec<u8> {
+    let xmp = format!(
+        r#"<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">{description}</rdf:RDF></x:xmpmeta>"#
+    );
+    let mut contents = b"XML:com.adobe.xmp\0\0\0\0\0".to_vec();
+    contents.extend_from_slice(xmp.as_bytes());
+    let png = image_bytes(ImageFormat::Png);
+    let mut png = img_parts::png::Png::from_bytes(png.into()).unwrap();
+    let chunk = img_parts::png::PngChunk::new(*b"iTXt", contents.into());
+    png.chunks_mut().insert(1, chunk);
+    png.encoder().bytes().to_vec()
 }

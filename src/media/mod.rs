@@ -10,6 +10,7 @@ mod encode;
 mod error;
 mod format;
 mod jpeg;
+pub mod xmp;
 
 pub use decode::{Decoded, decode, read_file};
 pub use encode::{encode, to_model_input};

@@ -32,3 +32,9 @@ pub(crate) fn fixtures_dir(name: &str) -> PathBuf {
         None => panic!("fixture folder shared/fixtures/{name} is missing; tried {candidates:?}"),
     }
 }
+
+/// Reads one file of a third-party fixture folder.
+pub(crate) fn fixture_bytes(folder: &str, name: &str) -> Vec<u8> {
+    let path = fixtures_dir(folder).join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}

@@ -6,12 +6,20 @@ use crate::ledger::{Ledger, LedgerError, Record};
 use crate::manifest::{self, ManifestReport, ValidationState};
 use crate::watermark::Detection;
 
+use super::recovered::RecoveredManifest;
+
 /// Evidence of the C2PA layer.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum ManifestFinding {
     /// The file carries no manifest.
     None,
+    /// The file's XMP points to a manifest stored elsewhere, which mmgen
+    /// never fetches, so nothing was validated.
+    Remote {
+        /// The manifest's URL.
+        url: String,
+    },
     /// A manifest was read and validated.
     Found(Box<ManifestReport>),
     /// A manifest is present but could not be read.
@@ -25,8 +33,9 @@ impl ManifestFinding {
     /// Reads and validates the manifest of a file's bytes.
     pub fn read(bytes: &[u8], mime: &str, trust_anchors: Option<&str>) -> Self {
         match manifest::read(bytes, mime, trust_anchors) {
-            Ok(None) => ManifestFinding::None,
-            Ok(Some(report)) => ManifestFinding::Found(Box::new(report)),
+            Ok(manifest::ReadOutcome::Absent) => ManifestFinding::None,
+            Ok(manifest::ReadOutcome::Remote { url }) => ManifestFinding::Remote { url },
+            Ok(manifest::ReadOutcome::Embedded(report)) => ManifestFinding::Found(report),
             Err(err) => ManifestFinding::Unreadable {
                 error: err.to_string(),
             },
@@ -41,10 +50,18 @@ impl ManifestFinding {
         }
     }
 
-    /// Returns whether a manifest was read and fails validation. A manifest stored
-    /// remotely is not fetched, so it is not counted as failing.
+    /// Returns whether a manifest was read and fails validation. A manifest
+    /// stored remotely is not fetched, so it is not counted as failing.
     pub fn is_invalid(&self) -> bool {
-        matches!(self, ManifestFinding::Found(r) if r.state == ValidationState::Invalid && r.remote_url.is_none())
+        matches!(self, ManifestFinding::Found(r) if r.state == ValidationState::Invalid)
+    }
+
+    /// Returns the report of an embedded manifest that was read.
+    pub fn report(&self) -> Option<&ManifestReport> {
+        match self {
+            ManifestFinding::Found(report) => Some(report),
+            _ => None,
+        }
     }
 
     /// Returns the mmgen generation assertion's serial, when present.
@@ -124,8 +141,12 @@ pub fn conflicts(
     manifest: &ManifestFinding,
     watermark: &WatermarkFinding,
     ledger: Option<&LedgerFinding>,
+    recovered: Option<&RecoveredManifest>,
 ) -> Vec<String> {
     let mut found = Vec::new();
+    if let Some(conflict) = recovered.and_then(RecoveredManifest::conflict) {
+        found.push(conflict);
+    }
     if let (Some(in_manifest), Some(in_watermark)) = (manifest.serial(), watermark.serial()) {
         if in_manifest != in_watermark {
             found.push(format!(

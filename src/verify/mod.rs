@@ -1,14 +1,19 @@
 //! Verification: combines the evidence of every layer into one report.
 //!
 //! For one file: decode it within limits, read any C2PA manifest (any
-//! issuer), test the DDIM-inverted latent against every known watermark
-//! key and ledger serial, look the file and the watermark payload up in
-//! the ledger, and reduce all of it to one [`Verdict`]. The command line
-//! renders the same [`Report`] for people and as JSON.
+//! issuer) and any IPTC digital source type in its XMP, test the
+//! DDIM-inverted latent against every known watermark key and ledger
+//! serial, and look the file and the watermark payload up in the ledger.
+//! A copy traced by its watermark gets its original manifest back from
+//! the ledger record, validated on its own bytes. All of it is reduced to
+//! one [`Verdict`]; the command line renders the same [`Report`] for
+//! people and as JSON.
 
 mod evidence;
+mod recovered;
 
 pub use evidence::{LedgerFinding, ManifestFinding, WatermarkFinding};
+pub use recovered::{EXPIRED_CODE, RecoveredManifest};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -45,7 +50,8 @@ pub enum Verdict {
     /// has been changed since generation (re-encoded, resized, stripped of
     /// its metadata) and carries no valid manifest of its own.
     ModifiedCopy,
-    /// No manifest, no watermark and no ledger record.
+    /// No manifest, no watermark and no ledger record; at most a reference
+    /// to a remote manifest (never fetched) or unsigned IPTC metadata.
     NothingFound,
     /// Evidence of tampering: a manifest that fails validation, or layers
     /// that contradict each other.
@@ -78,10 +84,15 @@ pub struct Report {
     pub sha256: String,
     /// C2PA manifest.
     pub manifest: ManifestFinding,
+    /// IPTC digital source type in the file's XMP, outside C2PA. It is not
+    /// signed, so it records what someone wrote but not who.
+    pub xmp_source_type: Option<String>,
     /// Latent watermark.
     pub watermark: WatermarkFinding,
     /// The ledger record the file or its watermark points to.
     pub ledger: Option<LedgerFinding>,
+    /// The original manifest of a traced copy, from its ledger record.
+    pub recovered_manifest: Option<RecoveredManifest>,
     /// Contradictions between layers, in words.
     pub conflicts: Vec<String>,
     /// The conclusion.
@@ -110,12 +121,21 @@ impl Verifier<'_> {
         let decoded = media::decode(bytes)?;
         let sha256: [u8; 32] = Sha256::digest(bytes).into();
         let manifest = ManifestFinding::read(bytes, decoded.format.mime(), self.trust_anchors);
+        let xmp_source_type =
+            media::xmp::xmp_packet(bytes).and_then(|xmp| media::xmp::digital_source_type(&xmp));
         let watermark = self.check_watermark(&decoded.image)?;
         let ledger = match self.ledger {
             Some(ledger) => LedgerFinding::look_up(ledger, &sha256, &watermark)?,
             None => None,
         };
-        let conflicts = evidence::conflicts(&manifest, &watermark, ledger.as_ref());
+        let recovered_manifest =
+            RecoveredManifest::recover(ledger.as_ref(), bytes, self.trust_anchors);
+        let conflicts = evidence::conflicts(
+            &manifest,
+            &watermark,
+            ledger.as_ref(),
+            recovered_manifest.as_ref(),
+        );
         let verdict = reduce(&manifest, &watermark, ledger.as_ref(), &conflicts);
         Ok(Report {
             file: name.to_string(),
@@ -124,8 +144,10 @@ impl Verifier<'_> {
             height: decoded.image.height(),
             sha256: crate::generation::hex(&sha256),
             manifest,
+            xmp_source_type,
             watermark,
             ledger,
+            recovered_manifest,
             conflicts,
             verdict,
         })
