@@ -1,205 +1,326 @@
-//! Measures watermark detection on the built-in model: for several
-//! generations and a few image changes, the share of signs recovered by
-//! DDIM inversion, the detection rate at the default threshold and the
-//! false positives on the photos in `../shared/fixtures/photos`, for each
-//! number of inversion steps.
+//! Measures the latent watermark of the built-in model under the fixed
+//! attack suite of `mmgen::watermark::attack`.
 //!
-//! Run: `cargo run --release --example bench_watermark -- [--images 16] [--steps 10,25,50] [--refinements 0]`
+//! Positives are generations from the world's captions (English and
+//! Chinese, training and held-out scenes) with varied seeds, each marked
+//! with its own serial. Negatives are unmarked generations, the photos in
+//! `../shared/fixtures/photos` and rendered scenes of the procedural world.
+//! Every image goes through every attack, and every attacked image is read
+//! under every geometric hypothesis of the default scan. For each attack
+//! the program prints the true positive rate at the threshold, the rate of
+//! exact serial recovery, the mean bit accuracy of the true pattern (the
+//! best of the image's readings), the false positives among the
+//! negatives, and the true positive rate that a ledger of 1,000,000
+//! records would leave. Last, it times the real `scan` per image.
+//!
+//! Run: `cargo run --release --example bench_watermark -- [--generations 200]
+//! [--unmarked 200] [--procedural 800] [--steps 10] [--attacks all]`
+//! (`--steps 5,10,25` prints one table per number of inversion steps).
 
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
 use candle_core::{Device, Tensor};
+use clap::Parser;
 use image::RgbImage;
 use mmgen::engine::{InversionOptions, Model, SampleOptions, builtin};
-use mmgen::media::{self, MediaFormat};
-use mmgen::watermark::{self, Candidates, WatermarkKey};
+use mmgen::media;
+use mmgen::watermark::attack::{AttackChain, benchmark_suite};
+use mmgen::watermark::scan::{self, ScanSettings};
+use mmgen::watermark::{self, Candidates, Reading, WatermarkKey, detect_readings};
+use mmgen::world::{self, Language, SceneSampler, Split};
 
-const PROMPTS: [&str; 4] = [
-    "a large red circle",
-    "a small blue square above a yellow star",
-    "一个大绿色三角形",
-    "a purple circle left of a cyan triangle",
-];
+/// Images per call of the sampler.
+const BATCH: usize = 32;
 
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-        .unwrap_or_else(|| default.to_string())
-}
-
-/// An image change applied before detection.
-struct Attack {
-    name: &'static str,
-    apply: fn(&RgbImage) -> anyhow::Result<RgbImage>,
-}
-
-fn jpeg(image: &RgbImage, quality: u8) -> anyhow::Result<RgbImage> {
-    let bytes = media::encode(image, MediaFormat::Jpeg, quality)?;
-    Ok(media::decode(&bytes)?.image)
-}
-
-fn attacks() -> Vec<Attack> {
-    vec![
-        Attack {
-            name: "identity",
-            apply: |i| Ok(i.clone()),
-        },
-        Attack {
-            name: "jpeg 80",
-            apply: |i| jpeg(i, 80),
-        },
-        Attack {
-            name: "jpeg 50",
-            apply: |i| jpeg(i, 50),
-        },
-        Attack {
-            name: "resize 0.5 and back",
-            apply: |i| {
-                let small = image::imageops::resize(
-                    i,
-                    i.width() / 2,
-                    i.height() / 2,
-                    image::imageops::FilterType::Triangle,
-                );
-                Ok(image::imageops::resize(
-                    &small,
-                    i.width(),
-                    i.height(),
-                    image::imageops::FilterType::CatmullRom,
-                ))
-            },
-        },
-    ]
+#[derive(Parser)]
+struct Args {
+    /// Marked generations (positives).
+    #[arg(long, default_value_t = 200)]
+    generations: usize,
+    /// Unmarked generations among the negatives.
+    #[arg(long, default_value_t = 200)]
+    unmarked: usize,
+    /// Rendered world scenes among the negatives.
+    #[arg(long, default_value_t = 800)]
+    procedural: usize,
+    /// Inversion steps, comma-separated; one table each.
+    #[arg(long, default_value = "10")]
+    steps: String,
+    /// Attacks to run, comma-separated names from the suite, or `all`.
+    #[arg(long, default_value = "all")]
+    attacks: String,
+    /// Images timed with the real scan (half positives, half negatives).
+    #[arg(long, default_value_t = 20)]
+    timing: usize,
 }
 
 fn main() -> anyhow::Result<()> {
     mmgen::alloc::retain_freed_pages();
-    let count: usize = arg("--images", "16").parse().context("--images")?;
-    let steps: Vec<usize> = arg("--steps", "10,25,50")
-        .split(',')
-        .map(|s| s.parse().context("--steps"))
-        .collect::<anyhow::Result<_>>()?;
-    let refinements: usize = arg("--refinements", "0").parse().context("--refinements")?;
+    let args = Args::parse();
     let model = builtin::load(&Device::Cpu)?;
     let key = WatermarkKey::new([7u8; 32]);
-    let serials: Vec<u64> = (1..=count as u64).collect();
-    let images = generate(&model, &key, &serials)?;
-    let photos = read_photos()?;
+    let serials: Vec<u64> = (1..=args.generations as u64).collect();
+    let started = Instant::now();
+    let positives = generate(&model, Some(&key), &serials, 1000)?;
+    let unmarked_ids: Vec<u64> = (1..=args.unmarked as u64).collect();
+    let mut negatives = generate(&model, None, &unmarked_ids, 50_000)?;
+    negatives.extend(read_photos()?);
+    negatives.extend(procedural(
+        args.procedural,
+        model.config().image_size as u32,
+    ));
+    println!(
+        "{} marked generations, {} negatives ({} unmarked generations, photos, {} scenes); \
+         images made in {:.0} s; threshold {:e}; model has a latent reader: {}",
+        positives.len(),
+        negatives.len(),
+        args.unmarked,
+        args.procedural,
+        started.elapsed().as_secs_f64(),
+        watermark::DEFAULT_THRESHOLD,
+        model.has_latent_reader()
+    );
     let candidates = [Candidates {
         key: &key,
         serials: &serials,
     }];
+    let suite: Vec<AttackChain> = benchmark_suite()
+        .into_iter()
+        .filter(|a| args.attacks == "all" || args.attacks.split(',').any(|n| n == a.name))
+        .collect();
 
-    println!(
-        "{count} generations, {} photos, threshold {:e}, {refinements} refinements per inversion step",
-        photos.len(),
-        watermark::DEFAULT_THRESHOLD
-    );
-    println!(
-        "{:<22} {:>6} {:>10} {:>9} {:>8} {:>10}",
-        "attack", "steps", "agreement", "detected", "serial", "s/detect"
-    );
-    for &inversion_steps in &steps {
-        let options = InversionOptions {
-            steps: inversion_steps,
-            refinements,
+    for steps in args.steps.split(',') {
+        let steps: usize = steps.trim().parse().context("--steps")?;
+        let settings = ScanSettings {
+            inversion: InversionOptions {
+                steps,
+                refinements: 0,
+            },
+            threshold: watermark::DEFAULT_THRESHOLD,
+            hypotheses: scan::default_hypotheses(),
+            strongest_share: Some(scan::DEFAULT_STRONGEST_SHARE),
         };
-        for attack in attacks() {
-            let mut agreement = 0.0;
-            let mut detected = 0;
-            let mut right_serial = 0;
-            let started = Instant::now();
-            for (image, &serial) in images.iter().zip(&serials) {
-                let changed = (attack.apply)(image)?;
-                let latent = invert(&model, &changed, &options)?;
-                let detection =
-                    watermark::detect(&latent, &candidates, watermark::DEFAULT_THRESHOLD);
-                let pattern = watermark::sign_pattern(&key, serial, latent.len());
-                agreement += pattern.agreement(&watermark::BitPattern::from_signs(&latent)) as f64
-                    / latent.len() as f64;
-                detected += usize::from(detection.detected);
-                right_serial += usize::from(
-                    detection
-                        .payload
-                        .as_ref()
-                        .is_some_and(|p| p.serial == serial),
-                );
-            }
-            let per = started.elapsed().as_secs_f64() / count as f64;
-            println!(
-                "{:<22} {inversion_steps:>6} {:>10.3} {:>5}/{count:<3} {:>4}/{count:<3} {per:>10.3}",
-                attack.name,
-                agreement / count as f64,
-                detected,
-                right_serial
-            );
-        }
-        let mut false_positives = 0;
-        for photo in &photos {
-            let detection = watermark::detect(
-                &invert(&model, photo, &options)?,
-                &candidates,
-                watermark::DEFAULT_THRESHOLD,
-            );
-            false_positives += usize::from(detection.detected);
-        }
+        println!("\ninversion steps {steps}");
         println!(
-            "{:<22} {inversion_steps:>6} false positives {false_positives}/{}",
-            "photos",
-            photos.len()
+            "{:<30} {:>7} {:>7} {:>8} {:>9} {:>9} {:>7}",
+            "attack", "TPR", "serial", "bit acc", "FP", "TPR@1M", "s/img"
         );
+        for attack in &suite {
+            let row = measure(
+                &model,
+                &key,
+                &serials,
+                &candidates,
+                &positives,
+                &negatives,
+                attack,
+                &settings,
+            )?;
+            println!("{row}");
+        }
+        time_scan(
+            &model,
+            &candidates,
+            &positives,
+            &negatives,
+            &settings,
+            args.timing,
+        )?;
     }
     Ok(())
 }
 
-fn generate(model: &Model, key: &WatermarkKey, serials: &[u64]) -> anyhow::Result<Vec<RgbImage>> {
+/// Generates one image per id from world captions; with a key, image `i`
+/// is marked with serial `ids[i]`. Seeds start at `seed_base`.
+fn generate(
+    model: &Model,
+    key: Option<&WatermarkKey>,
+    ids: &[u64],
+    seed_base: u64,
+) -> anyhow::Result<Vec<RgbImage>> {
     let config = model.config();
     let (c, h, w) = config.latent_shape();
-    let values: Vec<f32> = serials
-        .iter()
-        .flat_map(|&serial| watermark::initial_latent(key, serial, 1000 + serial, c * h * w))
-        .collect();
-    let noise = Tensor::from_vec(values, (serials.len(), c, h, w), &Device::Cpu)?;
-    let prompts: Vec<&str> = (0..serials.len())
-        .map(|i| PROMPTS[i % PROMPTS.len()])
-        .collect();
     let options = SampleOptions {
         steps: config.default_steps,
         guidance: config.default_guidance,
     };
-    let latents = model.sample(&noise, &prompts, &options, &mut |_| {})?;
-    Ok(model.decode_latents(&latents)?)
-}
-
-fn invert(model: &Model, image: &RgbImage, options: &InversionOptions) -> anyhow::Result<Vec<f32>> {
-    let input = media::to_model_input(image, model.config().image_size as u32);
-    let latents = model.encode_images(&[input])?;
-    Ok(model
-        .invert(&latents, options)?
-        .flatten_all()?
-        .to_vec1::<f32>()?)
+    let mut sampler = SceneSampler::new(seed_base);
+    let mut images = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(BATCH) {
+        let prompts: Vec<String> = chunk
+            .iter()
+            .map(|&id| {
+                let split = if id % 4 == 0 {
+                    Split::HeldOut
+                } else {
+                    Split::Train
+                };
+                let language = if id % 2 == 0 {
+                    Language::English
+                } else {
+                    Language::Chinese
+                };
+                world::caption(sampler.sample(split).spec(), language)
+            })
+            .collect();
+        let values: Vec<f32> = chunk
+            .iter()
+            .flat_map(|&id| match key {
+                Some(key) => watermark::initial_latent(key, id, seed_base + id, c * h * w),
+                None => watermark::plain_latent(seed_base + id, c * h * w),
+            })
+            .collect();
+        let noise = Tensor::from_vec(values, (chunk.len(), c, h, w), &Device::Cpu)?;
+        let latents = model.sample(&noise, &prompts, &options, &mut |_| {})?;
+        images.extend(model.decode_latents(&latents)?);
+    }
+    Ok(images)
 }
 
 fn read_photos() -> anyhow::Result<Vec<RgbImage>> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let Some(dir) = [
-        root.join("../shared/fixtures/photos"),
-        root.join("../../shared/fixtures/photos"),
-    ]
-    .into_iter()
-    .find(|d| d.is_dir()) else {
-        anyhow::bail!(
-            "the photos folder shared/fixtures/photos is missing beside {}",
-            root.display()
-        );
-    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/photos");
     let mut photos = Vec::new();
-    for entry in std::fs::read_dir(&dir)? {
+    let entries = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {} (the third-party photos)", dir.display()))?;
+    for entry in entries {
         let path = entry?.path();
-        photos.push(media::decode(&media::read_file(&path)?)?.image);
+        let bytes = std::fs::read(&path)?;
+        photos.push(media::decode(&bytes)?.image);
     }
+    photos.sort_by_key(|p| (p.width(), p.height()));
     Ok(photos)
+}
+
+fn procedural(count: usize, size: u32) -> Vec<RgbImage> {
+    let mut sampler = SceneSampler::new(777);
+    (0..count)
+        .map(|_| world::render(&sampler.sample(Split::Train), size))
+        .collect()
+}
+
+/// One row of the table.
+struct Row {
+    name: String,
+    positives: usize,
+    detected: usize,
+    right_serial: usize,
+    bit_accuracy: f64,
+    negatives: usize,
+    false_positives: usize,
+    detected_at_million: usize,
+    seconds_per_image: f64,
+}
+
+impl std::fmt::Display for Row {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let rate = |n: usize| n as f64 / self.positives.max(1) as f64;
+        write!(
+            f,
+            "{:<30} {:>7.3} {:>7.3} {:>8.3} {:>4}/{:<4} {:>9.3} {:>7.3}",
+            self.name,
+            rate(self.detected),
+            self.right_serial as f64 / self.detected.max(1) as f64,
+            self.bit_accuracy,
+            self.false_positives,
+            self.negatives,
+            rate(self.detected_at_million),
+            self.seconds_per_image
+        )
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn measure(
+    model: &Model,
+    key: &WatermarkKey,
+    serials: &[u64],
+    candidates: &[Candidates],
+    positives: &[RgbImage],
+    negatives: &[RgbImage],
+    attack: &AttackChain,
+    settings: &ScanSettings,
+) -> anyhow::Result<Row> {
+    let planned = scan::planned_readings(settings);
+    let started = Instant::now();
+    let attacked: Vec<RgbImage> = positives
+        .iter()
+        .enumerate()
+        .map(|(i, image)| attack.apply(image, i as u64))
+        .collect();
+    let readings = scan::read_batch(model, &attacked, settings)?;
+    let mut row = Row {
+        name: attack.name.clone(),
+        positives: positives.len(),
+        detected: 0,
+        right_serial: 0,
+        bit_accuracy: 0.0,
+        negatives: negatives.len(),
+        false_positives: 0,
+        detected_at_million: 0,
+        seconds_per_image: 0.0,
+    };
+    let len = model.config().latent_len();
+    for (readings, &serial) in readings.iter().zip(serials) {
+        let detection = detect_readings(readings, planned, candidates, settings.threshold);
+        row.detected += usize::from(detection.detected);
+        row.right_serial += usize::from(detection.payload.is_some_and(|p| p.serial == serial));
+        // A ledger of 1,000,000 records multiplies the correction by
+        // 1,000,000 / (candidates tested).
+        let extra = (1e6 / detection.candidates.max(1) as f64).log10();
+        row.detected_at_million +=
+            usize::from(detection.log10_p_value + extra <= settings.threshold.log10());
+        row.bit_accuracy += best_accuracy(readings, &watermark::sign_pattern(key, serial, len));
+    }
+    row.bit_accuracy /= positives.len().max(1) as f64;
+
+    let attacked: Vec<RgbImage> = negatives
+        .iter()
+        .enumerate()
+        .map(|(i, image)| attack.apply(image, 1_000_000 + i as u64))
+        .collect();
+    for readings in scan::read_batch(model, &attacked, settings)? {
+        let detection = detect_readings(&readings, planned, candidates, settings.threshold);
+        row.false_positives += usize::from(detection.detected);
+    }
+    row.seconds_per_image =
+        started.elapsed().as_secs_f64() / (positives.len() + negatives.len()).max(1) as f64;
+    Ok(row)
+}
+
+/// The highest share of counted signs that agree with `pattern` over the
+/// readings that count at least a quarter of the latent.
+fn best_accuracy(readings: &[Reading], pattern: &watermark::BitPattern) -> f64 {
+    readings
+        .iter()
+        .filter(|r| r.elements() as usize >= pattern.len() / 4)
+        .map(|r| r.agreement_with(pattern) as f64 / r.elements().max(1) as f64)
+        .fold(0.0, f64::max)
+}
+
+/// Times `scan` itself, which stops early on a detection, on unattacked
+/// positives and negatives.
+fn time_scan(
+    model: &Model,
+    candidates: &[Candidates],
+    positives: &[RgbImage],
+    negatives: &[RgbImage],
+    settings: &ScanSettings,
+    count: usize,
+) -> anyhow::Result<()> {
+    let half = count / 2;
+    for (label, images) in [("marked", positives), ("unmarked", negatives)] {
+        let images = &images[..half.min(images.len())];
+        let started = Instant::now();
+        for image in images {
+            scan::scan(model, image, candidates, settings)?;
+        }
+        println!(
+            "scan of one {label} image: {:.3} s (mean of {})",
+            started.elapsed().as_secs_f64() / images.len().max(1) as f64,
+            images.len()
+        );
+    }
+    Ok(())
 }

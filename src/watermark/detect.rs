@@ -106,6 +106,14 @@ impl Reading {
     pub fn elements(&self) -> u32 {
         self.elements
     }
+
+    /// Counts the counted positions whose sign agrees with `pattern`, for
+    /// measuring bit accuracy against a known pattern.
+    pub fn agreement_with(&self, pattern: &BitPattern) -> u32 {
+        (0..self.signs.len())
+            .filter(|&i| self.counted.bit(i) == Some(true) && self.signs.bit(i) == pattern.bit(i))
+            .count() as u32
+    }
 }
 
 /// Tests the signs of an inverted latent against every candidate (key,

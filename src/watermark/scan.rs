@@ -106,7 +106,7 @@ pub fn scan(
 ) -> Result<Detection, EngineError> {
     let size = model.config().image_size as u32;
     let input = media::to_model_input(image, size);
-    let planned = settings.hypotheses.len().max(1) as u64 * settings.readings_per_hypothesis();
+    let planned = planned_readings(settings);
     let (first, rest) = match settings.hypotheses.split_first() {
         Some((first, rest)) => (*first, rest),
         None => (Hypothesis::Identity, &[][..]),
@@ -125,6 +125,49 @@ pub fn scan(
         candidates,
         settings.threshold,
     ))
+}
+
+/// Prepared images per call of the latent reader and the inversion in
+/// [`read_batch`].
+const BATCH: usize = 64;
+
+/// Reads every image under every hypothesis, in batches, without testing
+/// anything: returns each image's readings in the order of `hypotheses`.
+/// Benchmarks use it to test many images at once; [`scan`] gives the same
+/// detections, but stops after the first hypothesis when that detects.
+pub fn read_batch(
+    model: &Model,
+    images: &[RgbImage],
+    settings: &ScanSettings,
+) -> Result<Vec<Vec<Reading>>, EngineError> {
+    let size = model.config().image_size as u32;
+    let prepared: Vec<Prepared> = images
+        .iter()
+        .flat_map(|image| {
+            let input = media::to_model_input(image, size);
+            settings
+                .hypotheses
+                .iter()
+                .map(move |&h| prepare(model, &input, h))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut readings = Vec::with_capacity(prepared.len() * 2);
+    for chunk in prepared.chunks(BATCH) {
+        readings.extend(read(model, chunk, settings)?);
+    }
+    let per_image = settings.hypotheses.len() * settings.readings_per_hypothesis() as usize;
+    let mut grouped = Vec::with_capacity(images.len());
+    let mut rest = readings.into_iter();
+    for _ in images {
+        grouped.push(rest.by_ref().take(per_image).collect());
+    }
+    Ok(grouped)
+}
+
+/// The number of readings a scan with `settings` pays for.
+pub fn planned_readings(settings: &ScanSettings) -> u64 {
+    settings.hypotheses.len().max(1) as u64 * settings.readings_per_hypothesis()
 }
 
 /// Reads and inverts a batch of prepared images and makes their readings.
