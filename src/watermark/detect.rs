@@ -2,7 +2,9 @@
 
 use serde::Serialize;
 
-use super::pattern::{BitPattern, pattern_bytes, write_keystream};
+use super::pattern::{
+    BitPattern, keystream_words, masked_agreement, pattern_bytes, write_keystream,
+};
 use super::stats::binomial_tail_log10;
 use super::{Payload, WatermarkKey};
 
@@ -200,35 +202,63 @@ const SERIALS_PER_TASK: usize = 4096;
 /// Finds the reading and serial with the smallest tail probability for one
 /// key, spreading the serials over threads. Ties go to the earlier serial
 /// and reading, whatever the thread count.
+///
+/// Within one reading the tail probability falls as the agreement grows,
+/// so the search keeps each reading's highest agreement and evaluates the
+/// tail once per reading at the end, not once per serial.
 fn best_of_group(group: &Candidates, readings: &[Reading], longest: usize) -> Option<Best> {
     use rayon::prelude::*;
 
-    let score = |serials: &[u64]| -> Option<(f64, usize, usize, u32)> {
+    if readings.is_empty() || group.serials.is_empty() {
+        return None;
+    }
+    // Per reading: (highest agreement, position of its first serial).
+    let agreement_of = masked_agreement();
+    let score = |first: usize, serials: &[u64]| -> Vec<(u32, usize)> {
         let mut keystream = vec![0u8; pattern_bytes(longest)];
-        let mut best: Option<(f64, usize, usize, u32)> = None;
+        let mut words = vec![0u64; keystream.len() / 8];
+        let mut best = vec![(0u32, usize::MAX); readings.len()];
         for (offset, &serial) in serials.iter().enumerate() {
             write_keystream(group.key, serial, &mut keystream);
-            for (index, reading) in readings.iter().enumerate() {
-                let agreement = reading
-                    .signs
-                    .agreement_with_keystream_masked(&keystream, &reading.counted)
-                    as u32;
-                let log10 = binomial_tail_log10(reading.elements, agreement);
-                if best.is_none_or(|(top, ..)| log10 < top) {
-                    best = Some((log10, offset, index, agreement));
+            keystream_words(&keystream, &mut words);
+            for (top, reading) in best.iter_mut().zip(readings) {
+                let agreement =
+                    agreement_of(reading.signs.words(), reading.counted.words(), &words) as u32;
+                if top.1 == usize::MAX || agreement > top.0 {
+                    *top = (agreement, first + offset);
                 }
             }
         }
         best
     };
-    let (log10_raw, position, index, agreement) = group
+    let merge = |a: Vec<(u32, usize)>, b: Vec<(u32, usize)>| -> Vec<(u32, usize)> {
+        a.into_iter()
+            .zip(b)
+            .map(|(x, y)| {
+                let x_wins = y.1 == usize::MAX
+                    || (x.1 != usize::MAX && (x.0 > y.0 || (x.0 == y.0 && x.1 < y.1)));
+                if x_wins { x } else { y }
+            })
+            .collect()
+    };
+    let per_reading = group
         .serials
         .par_chunks(SERIALS_PER_TASK)
         .enumerate()
-        .filter_map(|(chunk, serials)| {
-            score(serials).map(|(l, offset, i, a)| (l, chunk * SERIALS_PER_TASK + offset, i, a))
+        .map(|(chunk, serials)| score(chunk * SERIALS_PER_TASK, serials))
+        .reduce(|| vec![(0, usize::MAX); readings.len()], merge);
+    let (index, (agreement, position), log10_raw) = per_reading
+        .into_iter()
+        .enumerate()
+        .map(|(index, (agreement, position))| {
+            let log10 = binomial_tail_log10(readings[index].elements, agreement);
+            (index, (agreement, position), log10)
         })
-        .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)))?;
+        .min_by(|a, b| {
+            a.2.total_cmp(&b.2)
+                .then(a.1.1.cmp(&b.1.1))
+                .then(a.0.cmp(&b.0))
+        })?;
     let reading = &readings[index];
     Some(Best {
         payload: Payload {
