@@ -155,7 +155,9 @@ impl TextEncoder {
             .token_embedding
             .forward(ids)?
             .broadcast_add(&positions)?;
-        let mask = self.attention_bias(ids, batch, len)?;
+        let mask = self
+            .attention_bias(ids, batch, len)?
+            .to_dtype(self.position_embedding.dtype())?;
         for layer in &self.layers {
             xs = layer.forward(&xs, &mask)?;
         }
@@ -195,7 +197,7 @@ fn causal_bias(len: usize, device: &Device) -> Result<Tensor> {
     let values: Vec<f32> = (0..len)
         .flat_map(|q| (0..len).map(move |k| if k > q { -1e4 } else { 0.0 }))
         .collect();
-    Tensor::from_vec(values, (1, len, len), device)?.to_dtype(DType::F32)
+    Tensor::from_vec(values, (1, len, len), device)
 }
 
 #[cfg(test)]

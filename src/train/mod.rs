@@ -47,3 +47,6 @@ pub fn normal_like(like: &Tensor, rng: &mut NoiseStream) -> candle_core::Result<
     rng.fill_normal(&mut values);
     Tensor::from_vec(values, like.shape(), like.device())
 }
+
+#[cfg(test)]
+mod gradient_tests;

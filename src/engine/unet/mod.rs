@@ -153,7 +153,8 @@ impl UNet {
         context: &Tensor,
     ) -> Result<Tensor> {
         // 1. Timestep embedding.
-        let temb = timestep_embedding(timesteps, self.config.block_out_channels[0])?;
+        let temb = timestep_embedding(timesteps, self.config.block_out_channels[0])?
+            .to_dtype(latents.dtype())?;
         let temb = self
             .time_linear_2
             .forward(&self.time_linear_1.forward(&temb)?.apply(&nn::Silu)?)?;
