@@ -6,7 +6,7 @@
 //! directions and masks padding; CLIP checkpoints use a causal mask
 //! instead (`causal: true`).
 
-use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_core::{Device, Module, Result, Tensor};
 use candle_nn::{Embedding, VarBuilder};
 use serde::{Deserialize, Serialize};
 
@@ -203,6 +203,7 @@ fn causal_bias(len: usize, device: &Device) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::DType;
     use candle_nn::VarMap;
 
     fn tiny() -> TextEncoderConfig {

@@ -302,6 +302,46 @@ mod tests {
         assert!(distance < critical, "KS distance {distance} >= {critical}");
     }
 
+    /// Element-wise means of `latents`, scaled by sqrt(count) so that
+    /// under independence each is standard normal.
+    fn scaled_means(latents: &[Vec<f32>]) -> Vec<f64> {
+        let count = latents.len() as f64;
+        (0..latents[0].len())
+            .map(|i| latents.iter().map(|l| f64::from(l[i])).sum::<f64>() / count.sqrt())
+            .collect()
+    }
+
+    #[test]
+    fn averaging_many_outputs_reveals_nothing() {
+        // An attacker who averages 1,000 outputs of one key sees, per
+        // element, a mean that is N(0, 1/1000) exactly as for unmarked
+        // noise: the KS distance to N(0, 1) of the scaled means stays
+        // under the 0.1% critical value for both sets.
+        let key = key();
+        let marked: Vec<Vec<f32>> = (1..=1000u64)
+            .map(|serial| initial_latent(&key, serial, 5000 + serial, 1024))
+            .collect();
+        let plain: Vec<Vec<f32>> = (1..=1000u64)
+            .map(|seed| plain_latent(9000 + seed, 1024))
+            .collect();
+        let critical = 1.95 / 1024f64.sqrt();
+        for (name, latents) in [("marked", &marked), ("plain", &plain)] {
+            let mut means = scaled_means(latents);
+            let energy = means.iter().map(|m| m * m).sum::<f64>();
+            // Chi-squared with 1,024 degrees of freedom: mean 1,024, sd 45.
+            assert!((energy - 1024.0).abs() < 5.0 * 45.0, "{name}: {energy}");
+            let distance = ks_distance(&mut means);
+            assert!(distance < critical, "{name}: KS distance {distance}");
+        }
+
+        // The same test exposes a scheme that reuses one pattern.
+        let reused: Vec<Vec<f32>> = (1..=1000u64)
+            .map(|seed| initial_latent(&key, 1, 5000 + seed, 1024))
+            .collect();
+        let mut means = scaled_means(&reused);
+        assert!(ks_distance(&mut means) > critical);
+    }
+
     #[test]
     fn ks_distance_rejects_shifted_normal() {
         let mut values: Vec<f64> = plain_latent(1, 100_000)
