@@ -519,3 +519,88 @@ fn concurrent_generations_share_one_ledger() {
         text(&verified)
     );
 }
+
+#[test]
+fn outputs_never_replace_home_files() {
+    let sandbox = Sandbox::new();
+    sandbox.run_ok(&["generate", "a red circle", "-o", "a.png", "--seed", "1"]);
+    let home = sandbox.home();
+    let ledger = home.join("ledger.sqlite");
+    let signer_key = home.join("keys").join("signer.key.pem");
+    let ledger_before = std::fs::read(&ledger).unwrap();
+    let key_before = std::fs::read(&signer_key).unwrap();
+    let ledger_arg = ledger.to_str().unwrap();
+    let key_arg = signer_key.to_str().unwrap();
+
+    let attempts: [&[&str]; 6] = [
+        &[
+            "generate",
+            "a blue square",
+            "-o",
+            ledger_arg,
+            "--format",
+            "png",
+            "--force",
+        ],
+        &[
+            "stamp",
+            "a.png",
+            "-o",
+            ledger_arg,
+            "--force",
+            "--source-type",
+            "digitalCapture",
+        ],
+        &[
+            "stamp",
+            "a.png",
+            "-o",
+            key_arg,
+            "--force",
+            "--source-type",
+            "digitalCapture",
+        ],
+        &["ledger", "export", "-o", ledger_arg],
+        &["ledger", "export", "--format", "csv", "-o", key_arg],
+        &["ledger", "proof", "1", "-o", ledger_arg],
+    ];
+    for args in attempts {
+        let output = sandbox.run(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", text(&output));
+        assert!(
+            stderr(&output).contains("a file of the mmgen home"),
+            "{args:?}: {}",
+            text(&output)
+        );
+    }
+    assert!(
+        std::fs::read(&ledger).unwrap() == ledger_before,
+        "the ledger changed"
+    );
+    assert!(
+        std::fs::read(&signer_key).unwrap() == key_before,
+        "the key changed"
+    );
+    let verified = sandbox.run(&["ledger", "verify"]);
+    assert_eq!(verified.status.code(), Some(0), "{}", text(&verified));
+}
+
+#[test]
+fn consistency_proof_keeps_old_checkpoint() {
+    let sandbox = Sandbox::new();
+    sandbox.run_ok(&["generate", "a red circle", "-o", "a.png", "--seed", "1"]);
+    let note = stdout(&sandbox.run_ok(&["ledger", "checkpoint"]));
+    std::fs::write(sandbox.path("old.txt"), &note).unwrap();
+
+    let output = sandbox.run(&["ledger", "consistency", "old.txt", "-o", "old.txt"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        stderr(&output).contains("is the old checkpoint itself"),
+        "{}",
+        text(&output)
+    );
+    assert_eq!(
+        std::fs::read_to_string(sandbox.path("old.txt")).unwrap(),
+        note
+    );
+}

@@ -91,6 +91,11 @@ pub fn run(args: GenerateArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     }
     let watermark = WatermarkKey::new(keys.watermark_secret);
     let mut ledger = ctx.open_ledger()?;
+    if let Some(output) = &args.output {
+        for path in generation::output_paths(output, args.count) {
+            super::paths::check_not_home_file(&ctx.home, &path)?;
+        }
+    }
     let model = ctx.load_model()?;
     let request = GenerationRequest {
         prompt: args.prompt.clone(),

@@ -18,7 +18,7 @@ use mmgen::manifest::SourceType;
 use mmgen::media::{self, MediaFormat};
 use mmgen::stamp::{self, StampOptions, Stamped, Titles};
 
-use super::paths::expand;
+use super::paths::{check_not_home_file, expand};
 use super::{Context, printable};
 
 /// Exit status when any file could not be stamped.
@@ -125,6 +125,9 @@ pub fn run(args: StampArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let keys = ctx.load_or_init_keys(args.json)?;
     ctx.check_signer_expiry(&keys)?;
     let mut ledger = ctx.open_ledger()?;
+    for job in &jobs {
+        check_not_home_file(&ctx.home, &job.output)?;
+    }
     let checkpoint = super::ledger::checkpoint_signer(ctx, &keys, &ledger)?;
     let mut log = Log {
         ledger: &mut ledger,

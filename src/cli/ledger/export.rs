@@ -11,6 +11,7 @@ use mmgen::ledger::export::BundleKeys;
 use super::keys::home_verifier;
 use super::{ExportFormat, TimeWindow};
 use crate::cli::Context;
+use crate::cli::paths::check_not_home_file;
 
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
@@ -71,6 +72,7 @@ pub fn export(ctx: &Context, args: &ExportArgs) -> anyhow::Result<ExitCode> {
     let filter = args.window.filter(None);
     let (mut out, out_path): (Box<dyn std::io::Write>, PathBuf) = match &args.output {
         Some(path) => {
+            check_not_home_file(&ctx.home, path)?;
             let file =
                 File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
             (Box::new(BufWriter::new(file)), path.clone())

@@ -83,7 +83,7 @@ pub fn checkpoint(
             if i > 0 {
                 outln!()?;
             }
-            super::write_output(None, &checkpoint.note)?;
+            super::write_output(ctx, None, &checkpoint.note)?;
         }
     }
     Ok(ExitCode::SUCCESS)
