@@ -86,16 +86,7 @@ impl Context {
     /// home has none. Concurrent first runs wait on a lock file, so only
     /// one of them creates the keys.
     pub fn load_or_init_keys(&self, quiet: bool) -> anyhow::Result<KeySet> {
-        self.home.ensure()?;
-        let lock_path = self.home.root().join("keys.lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .with_context(|| format!("cannot open the key lock {}", lock_path.display()))?;
-        lock.lock()
-            .with_context(|| format!("cannot lock {}", lock_path.display()))?;
+        let lock = self.lock_keys()?;
         let store = KeyStore::new(&self.home.keys_dir());
         let (keys, created) = store.load_or_init()?;
         drop(lock);
@@ -127,13 +118,42 @@ impl Context {
         }
     }
 
-    /// Loads the key set if the home has one.
+    /// Takes the home's key lock, creating the home when it is missing,
+    /// and holds it until the returned file is dropped. Every command that
+    /// creates, rotates or loads keys takes it, so that none of them reads
+    /// a key set that another one is changing.
+    pub fn lock_keys(&self) -> anyhow::Result<std::fs::File> {
+        self.home.ensure()?;
+        let lock_path = self.home.root().join("keys.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("cannot open the key lock {}", lock_path.display()))?;
+        lock.lock()
+            .with_context(|| format!("cannot lock {}", lock_path.display()))?;
+        Ok(lock)
+    }
+
+    /// Loads the key set if the home has one. It waits for a rotation in
+    /// progress, unless the key lock cannot be opened (a read-only home),
+    /// where it loads without the lock.
     pub fn load_keys_if_present(&self) -> anyhow::Result<Option<KeySet>> {
         let store = KeyStore::new(&self.home.keys_dir());
+        let _lock = self.lock_keys_shared();
         if !store.exists() {
             return Ok(None);
         }
         Ok(Some(store.load()?))
+    }
+
+    /// Takes the key lock shared when the lock file can be opened, for
+    /// commands that only read keys.
+    pub fn lock_keys_shared(&self) -> Option<std::fs::File> {
+        let lock = std::fs::File::open(self.home.root().join("keys.lock")).ok()?;
+        lock.lock_shared().ok()?;
+        Some(lock)
     }
 
     /// Opens the ledger, creating it if missing. An existing file of zero
