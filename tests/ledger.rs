@@ -604,3 +604,54 @@ fn consistency_proof_keeps_old_checkpoint() {
         note
     );
 }
+
+#[test]
+fn edited_bundle_files_fail_verification() {
+    let sandbox = two_runs();
+    sandbox.run_ok(&["ledger", "export", "--bundle", "bundle"]);
+    let intact = sandbox.run(&["ledger", "verify", "--bundle", "bundle"]);
+    assert_eq!(intact.status.code(), Some(0), "{}", text(&intact));
+
+    let edits: [(&str, fn(&str) -> String); 4] = [
+        ("records.jsonl", |text| {
+            text.replacen("a red circle", "a blue circle", 1)
+        }),
+        ("checkpoints.jsonl", |text| {
+            text.lines().skip(1).map(|l| format!("{l}\n")).collect()
+        }),
+        ("checkpoint.txt", |text| text.replacen("\n3\n", "\n4\n", 1)),
+        ("SHA256SUMS", |text| {
+            text.replacen("  README.txt", "  README.TXT", 1)
+        }),
+    ];
+    for (name, edit) in edits {
+        let copy = sandbox.path(&format!("edited-{name}"));
+        copy_bundle(&sandbox.path("bundle"), &copy);
+        let path = copy.join(name);
+        let original = std::fs::read_to_string(&path).unwrap();
+        let changed = edit(&original);
+        assert_ne!(changed, original, "{name}: the edit changed nothing");
+        std::fs::write(&path, changed).unwrap();
+
+        let verified = sandbox.run(&["ledger", "verify", "--bundle", copy.to_str().unwrap()]);
+        assert_eq!(
+            verified.status.code(),
+            Some(3),
+            "{name}: {}",
+            text(&verified)
+        );
+        assert!(
+            stdout(&verified).contains(&format!("bundle file {name}")),
+            "{name}: {}",
+            text(&verified)
+        );
+    }
+}
+
+fn copy_bundle(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
