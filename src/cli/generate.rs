@@ -201,7 +201,7 @@ fn warn_unknown_words(model: &mmgen::engine::Model, args: &GenerateArgs) {
         return;
     }
     if args.redact_prompt {
-        eprintln!(
+        errln!(
             "mmgen: warning: {} words of the prompt are unknown to the model and ignored",
             unknown.len()
         );
@@ -217,7 +217,7 @@ fn warn_unknown_words(model: &mmgen::engine::Model, args: &GenerateArgs) {
     } else {
         String::new()
     };
-    eprintln!(
+    errln!(
         "mmgen: warning: the model does not know {}{more}; unknown words are ignored",
         shown.join(", ")
     );

@@ -16,6 +16,15 @@ macro_rules! outln {
     }};
 }
 
+/// Writes one line to stderr and drops a failed write, because a closed
+/// stderr leaves nowhere to report it, and `eprintln!` would panic.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 mod generate;
 mod keys;
 mod ledger;
@@ -91,7 +100,7 @@ impl Context {
         let (keys, created) = store.load_or_init()?;
         drop(lock);
         if created && !quiet {
-            eprintln!("{}", created_message(&self.home));
+            errln!("{}", created_message(&self.home));
         }
         Ok(keys)
     }
@@ -103,7 +112,7 @@ impl Context {
         match keys.signer_expiry_at(time::OffsetDateTime::now_utc()) {
             SignerExpiry::Valid { .. } => Ok(()),
             SignerExpiry::Soon { days_left } => {
-                eprintln!(
+                errln!(
                     "mmgen: warning: the C2PA signing certificate expires in {days_left} days; \
                      manifests carry no time-stamp, so they read back invalid once it has \
                      expired. Run `mmgen keys rotate` for new outputs."
@@ -225,7 +234,7 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("mmgen: {}", error_text(&err));
+            errln!("mmgen: {}", error_text(&err));
             ExitCode::from(2)
         }
     }
@@ -260,9 +269,12 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // A closed stderr drops the log lines; reporting that failure would
+    // write to stderr again and panic.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .init();
 }
 

@@ -158,7 +158,7 @@ pub fn run(args: StampArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     }
     bar.finish_and_clear();
     if failed > 0 {
-        eprintln!(
+        errln!(
             "mmgen: stamped {} of {} files; {failed} failed (see above)",
             jobs.len() - failed,
             jobs.len()
@@ -375,6 +375,6 @@ fn report_error(job: &Job, err: &anyhow::Error, json: bool) -> std::io::Result<(
         let value = serde_json::json!({ "input": name, "error": format!("{err:#}") });
         return outln!("{value}");
     }
-    eprintln!("mmgen: {}: {err:#}", printable(&name));
+    errln!("mmgen: {}: {err:#}", printable(&name));
     Ok(())
 }

@@ -116,7 +116,7 @@ pub fn run(args: VerifyArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
                     let value = serde_json::json!({ "file": name, "verdict": "error", "error": format!("{err:#}") });
                     outln!("{value}")
                 } else {
-                    eprintln!("mmgen: {}: {err:#}", printable(&name));
+                    errln!("mmgen: {}: {err:#}", printable(&name));
                     Ok(())
                 }
             }
@@ -222,7 +222,7 @@ fn export_manifest(report: &Report, path: &Path) -> anyhow::Result<()> {
     std::io::Write::write_all(&mut file, &record.manifest)
         .and_then(|()| file.sync_all())
         .with_context(|| format!("cannot write {}", path.display()))?;
-    eprintln!(
+    errln!(
         "mmgen: wrote the manifest of generation {} to {}",
         record.serial,
         path.display()

@@ -65,7 +65,7 @@ pub fn export(ctx: &Context, args: &ExportArgs) -> anyhow::Result<ExitCode> {
                 certificates,
             },
         )?;
-        eprintln!("wrote the audit bundle {}", dir.display());
+        errln!("wrote the audit bundle {}", dir.display());
         return Ok(ExitCode::SUCCESS);
     }
 
@@ -84,7 +84,7 @@ pub fn export(ctx: &Context, args: &ExportArgs) -> anyhow::Result<ExitCode> {
         ExportFormat::Csv => ledger.export_csv(&filter, &mut out, &out_path)?,
     };
     if args.output.is_some() {
-        eprintln!("exported {count} records to {}", out_path.display());
+        errln!("exported {count} records to {}", out_path.display());
     }
     Ok(ExitCode::SUCCESS)
 }

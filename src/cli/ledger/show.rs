@@ -24,7 +24,7 @@ pub fn list(ctx: &Context, filter: &ListFilter, json: bool) -> anyhow::Result<Ex
         })
     })?;
     if count == 0 && !json {
-        eprintln!("no records");
+        errln!("no records");
     }
     Ok(ExitCode::SUCCESS)
 }

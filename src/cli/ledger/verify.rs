@@ -76,7 +76,7 @@ fn open(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<(Ledger, CheckpointV
         None => {
             let path = bundle.join(bundle_files::VERIFIER_KEY);
             let verifier = verifier_from_arg(&path.to_string_lossy())?;
-            eprintln!(
+            errln!(
                 "mmgen: using the verifier key in {}; compare it with the one the provider \
                  published: {}",
                 path.display(),
