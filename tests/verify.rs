@@ -540,3 +540,29 @@ fn closed_stderr_is_no_panic() {
         }
     }
 }
+
+#[test]
+fn missing_file_error_names_cause_once() {
+    let sandbox = Sandbox::new();
+    let cause = "No such file or directory";
+    let verified = sandbox.run(&["verify", "missing.png"]);
+    assert_eq!(
+        stderr(&verified).matches(cause).count(),
+        1,
+        "{}",
+        text(&verified)
+    );
+
+    let as_json = sandbox.run(&["verify", "--json", "missing.png"]);
+    let reports = json_lines(&as_json);
+    let error = reports[0]["error"].as_str().unwrap_or_default();
+    assert_eq!(error.matches(cause).count(), 1, "{}", text(&as_json));
+
+    let stamped = sandbox.run(&["stamp", "missing.png", "--source-type", "digitalCapture"]);
+    assert_eq!(
+        stderr(&stamped).matches(cause).count(),
+        1,
+        "{}",
+        text(&stamped)
+    );
+}

@@ -281,7 +281,7 @@ fn init_logging(verbose: u8) {
 /// Formats the error and its causes, adding each cause only when the text
 /// so far does not already contain it, because many errors repeat their
 /// source.
-fn error_text(err: &anyhow::Error) -> String {
+pub fn error_text(err: &anyhow::Error) -> String {
     let mut text = err.to_string();
     for cause in err.chain().skip(1) {
         let cause = cause.to_string();

@@ -19,7 +19,7 @@ use mmgen::media::{self, MediaFormat};
 use mmgen::stamp::{self, StampOptions, Stamped, Titles};
 
 use super::paths::{check_not_home_file, expand};
-use super::{Context, printable};
+use super::{Context, error_text, printable};
 
 /// Exit status when any file could not be stamped.
 const EXIT_ERROR: u8 = 2;
@@ -372,9 +372,9 @@ fn report(job: &Job, stamped: &Stamped, args: &StampArgs) -> std::io::Result<()>
 fn report_error(job: &Job, err: &anyhow::Error, json: bool) -> std::io::Result<()> {
     let name = job.input.display().to_string();
     if json {
-        let value = serde_json::json!({ "input": name, "error": format!("{err:#}") });
+        let value = serde_json::json!({ "input": name, "error": error_text(err) });
         return outln!("{value}");
     }
-    errln!("mmgen: {}: {err:#}", printable(&name));
+    errln!("mmgen: {}: {}", printable(&name), error_text(err));
     Ok(())
 }
