@@ -655,3 +655,16 @@ fn copy_bundle(from: &std::path::Path, to: &std::path::Path) {
         std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
     }
 }
+
+#[test]
+fn bundle_without_ledger_is_named() {
+    let sandbox = Sandbox::new();
+    std::fs::create_dir(sandbox.path("empty")).unwrap();
+    for bundle in ["empty", "missing"] {
+        let output = sandbox.run(&["ledger", "verify", "--bundle", bundle]);
+        assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+        let err = stderr(&output);
+        assert!(err.contains("is not an audit bundle"), "{err}");
+        assert!(!err.contains("generate an image"), "{err}");
+    }
+}

@@ -70,7 +70,16 @@ fn open(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<(Ledger, CheckpointV
         };
         return Ok((ledger, verifier));
     };
-    let ledger = Ledger::open_read_only(&bundle.join(bundle_files::LEDGER))?;
+    let copy = bundle.join(bundle_files::LEDGER);
+    if !copy.is_file() {
+        anyhow::bail!(
+            "{} is not an audit bundle, because it has no {}; pass a directory that \
+             `mmgen ledger export --bundle` wrote",
+            bundle.display(),
+            bundle_files::LEDGER
+        );
+    }
+    let ledger = Ledger::open_read_only(&copy)?;
     let verifier = match &args.key {
         Some(key) => verifier_from_arg(key)?,
         None => {
