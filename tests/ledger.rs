@@ -668,3 +668,30 @@ fn bundle_without_ledger_is_named() {
         assert!(!err.contains("generate an image"), "{err}");
     }
 }
+
+#[test]
+fn relative_paths_that_look_like_uris() {
+    let sandbox = Sandbox::new();
+    let generated = sandbox.run(&[
+        "--home",
+        "file:home",
+        "generate",
+        "a red circle",
+        "-o",
+        "a.png",
+    ]);
+    assert_eq!(generated.status.code(), Some(0), "{}", text(&generated));
+    assert!(sandbox.path("file:home/ledger.sqlite").is_file());
+
+    let exported = sandbox.run(&[
+        "--home",
+        "file:home",
+        "ledger",
+        "export",
+        "--bundle",
+        "file:bundle",
+    ]);
+    assert_eq!(exported.status.code(), Some(0), "{}", text(&exported));
+    let verified = sandbox.run(&["ledger", "verify", "--bundle", "file:bundle"]);
+    assert_eq!(verified.status.code(), Some(0), "{}", text(&verified));
+}

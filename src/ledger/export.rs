@@ -135,7 +135,7 @@ impl Ledger {
         let io = |path: PathBuf| move |source| LedgerError::Io { path, source };
         fs::create_dir(dir).map_err(io(dir.to_path_buf()))?;
 
-        let copy = dir.join(files::LEDGER);
+        let copy = super::open::sqlite_path(&dir.join(files::LEDGER));
         let copy_text = copy.to_str().ok_or_else(|| LedgerError::Io {
             path: copy.clone(),
             source: std::io::Error::other("the path is not UTF-8"),
