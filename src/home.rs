@@ -82,6 +82,29 @@ impl Home {
     pub fn ensure(&self) -> Result<(), HomeError> {
         create_private_dir(&self.root)
     }
+
+    /// Returns whether writing to `path` would replace a file that this
+    /// home keeps: the ledger and its SQLite side files, a lock file, the
+    /// configuration, the trust list, or anything under `keys/`.
+    ///
+    /// Both the path's directory and, when it exists, the path itself are
+    /// resolved through symbolic links, because a rename replaces a link
+    /// but a plain write follows it. A home that does not exist yet keeps
+    /// no files.
+    pub fn is_home_file(&self, path: &Path) -> bool {
+        let Ok(root) = self.root.canonicalize() else {
+            return false;
+        };
+        let keys = root.join("keys");
+        resolved_forms(path).iter().any(|form| {
+            let top_level_name = form
+                .parent()
+                .filter(|parent| *parent == root.as_path())
+                .and_then(|_| form.file_name())
+                .and_then(|name| name.to_str());
+            form.starts_with(&keys) || top_level_name.is_some_and(|n| STATE_FILES.contains(&n))
+        })
+    }
 }
 
 /// Creates `path` and its parents; the last component gets mode 0700 on
@@ -108,6 +131,41 @@ pub fn create_private_dir(path: &Path) -> Result<(), HomeError> {
     Ok(())
 }
 
+/// Files that mmgen keeps directly in the home directory.
+const STATE_FILES: [&str; 8] = [
+    "ledger.sqlite",
+    "ledger.sqlite-wal",
+    "ledger.sqlite-shm",
+    "ledger.sqlite-journal",
+    "ledger.lock",
+    "keys.lock",
+    "config.toml",
+    "trust-anchors.pem",
+];
+
+/// Returns the absolute forms of `path` that a write can reach: the path
+/// with every symbolic link resolved when it exists, and otherwise its
+/// nearest existing ancestor resolved, joined with the rest of the path.
+fn resolved_forms(path: &Path) -> Vec<PathBuf> {
+    let mut forms = Vec::new();
+    if let Ok(full) = path.canonicalize() {
+        forms.push(full);
+    }
+    for ancestor in path.ancestors().skip(1) {
+        let directory = if ancestor.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            ancestor
+        };
+        if let Ok(resolved) = directory.canonicalize() {
+            let rest = path.strip_prefix(ancestor).unwrap_or(path);
+            forms.push(resolved.join(rest));
+            break;
+        }
+    }
+    forms
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +176,49 @@ mod tests {
         assert_eq!(home.root(), Path::new("/tmp/x"));
         assert_eq!(home.ledger_path(), Path::new("/tmp/x/ledger.sqlite"));
         assert_eq!(home.keys_dir(), Path::new("/tmp/x/keys"));
+    }
+
+    #[test]
+    fn home_files_are_recognised() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = Home::at(&tmp.path().join("home"));
+        home.ensure().unwrap();
+        fs::create_dir(home.keys_dir()).unwrap();
+        fs::write(home.ledger_path(), b"ledger").unwrap();
+        let outside = tmp.path().join("out.png");
+
+        assert!(home.is_home_file(&home.ledger_path()));
+        assert!(home.is_home_file(&home.root().join("ledger.sqlite-wal")));
+        assert!(home.is_home_file(&home.keys_dir().join("signer.key.pem")));
+        assert!(home.is_home_file(&home.keys_dir().join("retired/x/signer.key.pem")));
+        assert!(home.is_home_file(&home.root().join("keys/../ledger.sqlite")));
+        assert!(!home.is_home_file(&outside));
+        assert!(!home.is_home_file(&home.root().join("picture.png")));
+        assert!(!home.is_home_file(&home.root().join("sub/ledger.sqlite")));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn home_file_behind_symlink_is_recognised() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = Home::at(&tmp.path().join("home"));
+        home.ensure().unwrap();
+        fs::write(home.ledger_path(), b"ledger").unwrap();
+        let link = tmp.path().join("link.png");
+        std::os::unix::fs::symlink(home.ledger_path(), &link).unwrap();
+        let linked_dir = tmp.path().join("linked-home");
+        std::os::unix::fs::symlink(home.root(), &linked_dir).unwrap();
+
+        assert!(home.is_home_file(&link));
+        assert!(home.is_home_file(&linked_dir.join("ledger.sqlite")));
+        assert!(home.is_home_file(&linked_dir.join("keys.lock")));
+    }
+
+    #[test]
+    fn missing_home_has_no_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = Home::at(&tmp.path().join("absent"));
+        assert!(!home.is_home_file(&home.ledger_path()));
     }
 
     #[cfg(unix)]

@@ -122,3 +122,30 @@ fn rotate_issues_a_new_signer() {
         text(&output)
     );
 }
+
+#[test]
+fn rotation_never_breaks_a_concurrent_stamp() {
+    let sandbox = Sandbox::new();
+    sandbox.run_ok(&["generate", "a red square", "-o", "a.png", "--seed", "1"]);
+    for round in 0..8 {
+        let output = format!("stamped-{round}.png");
+        let mut rotate = sandbox.spawn(&["keys", "rotate"]);
+        let mut stamp = sandbox.spawn(&[
+            "stamp",
+            "a.png",
+            "-o",
+            &output,
+            "--source-type",
+            "digitalCapture",
+        ]);
+        let stamped = stamp.wait().unwrap();
+        let rotated = rotate.wait().unwrap();
+        assert!(
+            stamped.success(),
+            "round {round}: stamp failed during a rotation"
+        );
+        assert!(rotated.success(), "round {round}: rotate failed");
+    }
+    let shown = sandbox.run(&["keys", "show"]);
+    assert_eq!(shown.status.code(), Some(0), "{}", text(&shown));
+}

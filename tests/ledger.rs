@@ -519,3 +519,179 @@ fn concurrent_generations_share_one_ledger() {
         text(&verified)
     );
 }
+
+#[test]
+fn outputs_never_replace_home_files() {
+    let sandbox = Sandbox::new();
+    sandbox.run_ok(&["generate", "a red circle", "-o", "a.png", "--seed", "1"]);
+    let home = sandbox.home();
+    let ledger = home.join("ledger.sqlite");
+    let signer_key = home.join("keys").join("signer.key.pem");
+    let ledger_before = std::fs::read(&ledger).unwrap();
+    let key_before = std::fs::read(&signer_key).unwrap();
+    let ledger_arg = ledger.to_str().unwrap();
+    let key_arg = signer_key.to_str().unwrap();
+
+    let attempts: [&[&str]; 6] = [
+        &[
+            "generate",
+            "a blue square",
+            "-o",
+            ledger_arg,
+            "--format",
+            "png",
+            "--force",
+        ],
+        &[
+            "stamp",
+            "a.png",
+            "-o",
+            ledger_arg,
+            "--force",
+            "--source-type",
+            "digitalCapture",
+        ],
+        &[
+            "stamp",
+            "a.png",
+            "-o",
+            key_arg,
+            "--force",
+            "--source-type",
+            "digitalCapture",
+        ],
+        &["ledger", "export", "-o", ledger_arg],
+        &["ledger", "export", "--format", "csv", "-o", key_arg],
+        &["ledger", "proof", "1", "-o", ledger_arg],
+    ];
+    for args in attempts {
+        let output = sandbox.run(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", text(&output));
+        assert!(
+            stderr(&output).contains("a file of the mmgen home"),
+            "{args:?}: {}",
+            text(&output)
+        );
+    }
+    assert!(
+        std::fs::read(&ledger).unwrap() == ledger_before,
+        "the ledger changed"
+    );
+    assert!(
+        std::fs::read(&signer_key).unwrap() == key_before,
+        "the key changed"
+    );
+    let verified = sandbox.run(&["ledger", "verify"]);
+    assert_eq!(verified.status.code(), Some(0), "{}", text(&verified));
+}
+
+#[test]
+fn consistency_proof_keeps_old_checkpoint() {
+    let sandbox = Sandbox::new();
+    sandbox.run_ok(&["generate", "a red circle", "-o", "a.png", "--seed", "1"]);
+    let note = stdout(&sandbox.run_ok(&["ledger", "checkpoint"]));
+    std::fs::write(sandbox.path("old.txt"), &note).unwrap();
+
+    let output = sandbox.run(&["ledger", "consistency", "old.txt", "-o", "old.txt"]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        stderr(&output).contains("is the old checkpoint itself"),
+        "{}",
+        text(&output)
+    );
+    assert_eq!(
+        std::fs::read_to_string(sandbox.path("old.txt")).unwrap(),
+        note
+    );
+}
+
+#[test]
+fn edited_bundle_files_fail_verification() {
+    let sandbox = two_runs();
+    sandbox.run_ok(&["ledger", "export", "--bundle", "bundle"]);
+    let intact = sandbox.run(&["ledger", "verify", "--bundle", "bundle"]);
+    assert_eq!(intact.status.code(), Some(0), "{}", text(&intact));
+
+    let edits: [(&str, fn(&str) -> String); 4] = [
+        ("records.jsonl", |text| {
+            text.replacen("a red circle", "a blue circle", 1)
+        }),
+        ("checkpoints.jsonl", |text| {
+            text.lines().skip(1).map(|l| format!("{l}\n")).collect()
+        }),
+        ("checkpoint.txt", |text| text.replacen("\n3\n", "\n4\n", 1)),
+        ("SHA256SUMS", |text| {
+            text.replacen("  README.txt", "  README.TXT", 1)
+        }),
+    ];
+    for (name, edit) in edits {
+        let copy = sandbox.path(&format!("edited-{name}"));
+        copy_bundle(&sandbox.path("bundle"), &copy);
+        let path = copy.join(name);
+        let original = std::fs::read_to_string(&path).unwrap();
+        let changed = edit(&original);
+        assert_ne!(changed, original, "{name}: the edit changed nothing");
+        std::fs::write(&path, changed).unwrap();
+
+        let verified = sandbox.run(&["ledger", "verify", "--bundle", copy.to_str().unwrap()]);
+        assert_eq!(
+            verified.status.code(),
+            Some(3),
+            "{name}: {}",
+            text(&verified)
+        );
+        assert!(
+            stdout(&verified).contains(&format!("bundle file {name}")),
+            "{name}: {}",
+            text(&verified)
+        );
+    }
+}
+
+fn copy_bundle(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn bundle_without_ledger_is_named() {
+    let sandbox = Sandbox::new();
+    std::fs::create_dir(sandbox.path("empty")).unwrap();
+    for bundle in ["empty", "missing"] {
+        let output = sandbox.run(&["ledger", "verify", "--bundle", bundle]);
+        assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+        let err = stderr(&output);
+        assert!(err.contains("is not an audit bundle"), "{err}");
+        assert!(!err.contains("generate an image"), "{err}");
+    }
+}
+
+#[test]
+fn relative_paths_that_look_like_uris() {
+    let sandbox = Sandbox::new();
+    let generated = sandbox.run(&[
+        "--home",
+        "file:home",
+        "generate",
+        "a red circle",
+        "-o",
+        "a.png",
+    ]);
+    assert_eq!(generated.status.code(), Some(0), "{}", text(&generated));
+    assert!(sandbox.path("file:home/ledger.sqlite").is_file());
+
+    let exported = sandbox.run(&[
+        "--home",
+        "file:home",
+        "ledger",
+        "export",
+        "--bundle",
+        "file:bundle",
+    ]);
+    assert_eq!(exported.status.code(), Some(0), "{}", text(&exported));
+    let verified = sandbox.run(&["ledger", "verify", "--bundle", "file:bundle"]);
+    assert_eq!(verified.status.code(), Some(0), "{}", text(&verified));
+}

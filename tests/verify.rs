@@ -510,3 +510,59 @@ fn iptc_source_type_outside_c2pa_is_read() {
         "{out}"
     );
 }
+
+#[test]
+fn closed_stderr_is_no_panic() {
+    let sandbox = Sandbox::new();
+    let commands = [
+        &["verify", "missing.png"][..],
+        &["ledger", "list"][..],
+        &["stamp", "missing.png", "--source-type", "digitalCapture"][..],
+    ];
+    for args in commands {
+        for log_filter in ["", "mmgen=debug"] {
+            let (reader, writer) = std::io::pipe().unwrap();
+            drop(reader);
+            let status = std::process::Command::new(env!("CARGO_BIN_EXE_mmgen"))
+                .args(args)
+                .env("MMGEN_HOME", sandbox.home())
+                .env("RUST_LOG", log_filter)
+                .current_dir(sandbox.path(""))
+                .stdout(std::process::Stdio::null())
+                .stderr(writer)
+                .status()
+                .unwrap();
+            assert_eq!(
+                status.code(),
+                Some(2),
+                "{args:?} with RUST_LOG={log_filter:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn missing_file_error_names_cause_once() {
+    let sandbox = Sandbox::new();
+    let cause = "No such file or directory";
+    let verified = sandbox.run(&["verify", "missing.png"]);
+    assert_eq!(
+        stderr(&verified).matches(cause).count(),
+        1,
+        "{}",
+        text(&verified)
+    );
+
+    let as_json = sandbox.run(&["verify", "--json", "missing.png"]);
+    let reports = json_lines(&as_json);
+    let error = reports[0]["error"].as_str().unwrap_or_default();
+    assert_eq!(error.matches(cause).count(), 1, "{}", text(&as_json));
+
+    let stamped = sandbox.run(&["stamp", "missing.png", "--source-type", "digitalCapture"]);
+    assert_eq!(
+        stderr(&stamped).matches(cause).count(),
+        1,
+        "{}",
+        text(&stamped)
+    );
+}

@@ -91,6 +91,11 @@ pub fn run(args: GenerateArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     }
     let watermark = WatermarkKey::new(keys.watermark_secret);
     let mut ledger = ctx.open_ledger()?;
+    if let Some(output) = &args.output {
+        for path in generation::output_paths(output, args.count) {
+            super::paths::check_not_home_file(&ctx.home, &path)?;
+        }
+    }
     let model = ctx.load_model()?;
     let request = GenerationRequest {
         prompt: args.prompt.clone(),
@@ -196,7 +201,7 @@ fn warn_unknown_words(model: &mmgen::engine::Model, args: &GenerateArgs) {
         return;
     }
     if args.redact_prompt {
-        eprintln!(
+        errln!(
             "mmgen: warning: {} words of the prompt are unknown to the model and ignored",
             unknown.len()
         );
@@ -212,7 +217,7 @@ fn warn_unknown_words(model: &mmgen::engine::Model, args: &GenerateArgs) {
     } else {
         String::new()
     };
-    eprintln!(
+    errln!(
         "mmgen: warning: the model does not know {}{more}; unknown words are ignored",
         shown.join(", ")
     );

@@ -44,7 +44,7 @@ pub fn run(command: KeysCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
 }
 
 fn init(ctx: &Context, organization: Option<String>) -> anyhow::Result<ExitCode> {
-    ctx.home.ensure()?;
+    let _lock = ctx.lock_keys()?;
     let store = KeyStore::new(&ctx.home.keys_dir());
     if store.exists() {
         anyhow::bail!(
@@ -64,6 +64,7 @@ fn rotate(ctx: &Context, lifetime_days: Option<u32>) -> anyhow::Result<ExitCode>
         None => SIGNER_LIFETIME,
     };
     let store = KeyStore::new(&ctx.home.keys_dir());
+    let _lock = ctx.lock_keys()?;
     let rotation = store.rotate(lifetime)?;
     let info = rotation.keys.info();
     outln!(
@@ -83,7 +84,9 @@ fn rotate(ctx: &Context, lifetime_days: Option<u32>) -> anyhow::Result<ExitCode>
 
 fn show(ctx: &Context, json: bool) -> anyhow::Result<ExitCode> {
     let store = KeyStore::new(&ctx.home.keys_dir());
+    let lock = ctx.lock_keys_shared();
     let keys = store.load()?;
+    drop(lock);
     let info = keys.info();
     let watermark_id = mmgen::generation::hex(&WatermarkKey::new(keys.watermark_secret).id());
     let mut value = serde_json::to_value(&info)?;

@@ -16,6 +16,15 @@ macro_rules! outln {
     }};
 }
 
+/// Writes one line to stderr and drops a failed write, because a closed
+/// stderr leaves nowhere to report it, and `eprintln!` would panic.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 mod generate;
 mod keys;
 mod ledger;
@@ -86,21 +95,12 @@ impl Context {
     /// home has none. Concurrent first runs wait on a lock file, so only
     /// one of them creates the keys.
     pub fn load_or_init_keys(&self, quiet: bool) -> anyhow::Result<KeySet> {
-        self.home.ensure()?;
-        let lock_path = self.home.root().join("keys.lock");
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .with_context(|| format!("cannot open the key lock {}", lock_path.display()))?;
-        lock.lock()
-            .with_context(|| format!("cannot lock {}", lock_path.display()))?;
+        let lock = self.lock_keys()?;
         let store = KeyStore::new(&self.home.keys_dir());
         let (keys, created) = store.load_or_init()?;
         drop(lock);
         if created && !quiet {
-            eprintln!("{}", created_message(&self.home));
+            errln!("{}", created_message(&self.home));
         }
         Ok(keys)
     }
@@ -112,7 +112,7 @@ impl Context {
         match keys.signer_expiry_at(time::OffsetDateTime::now_utc()) {
             SignerExpiry::Valid { .. } => Ok(()),
             SignerExpiry::Soon { days_left } => {
-                eprintln!(
+                errln!(
                     "mmgen: warning: the C2PA signing certificate expires in {days_left} days; \
                      manifests carry no time-stamp, so they read back invalid once it has \
                      expired. Run `mmgen keys rotate` for new outputs."
@@ -127,13 +127,42 @@ impl Context {
         }
     }
 
-    /// Loads the key set if the home has one.
+    /// Takes the home's key lock, creating the home when it is missing,
+    /// and holds it until the returned file is dropped. Every command that
+    /// creates, rotates or loads keys takes it, so that none of them reads
+    /// a key set that another one is changing.
+    pub fn lock_keys(&self) -> anyhow::Result<std::fs::File> {
+        self.home.ensure()?;
+        let lock_path = self.home.root().join("keys.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("cannot open the key lock {}", lock_path.display()))?;
+        lock.lock()
+            .with_context(|| format!("cannot lock {}", lock_path.display()))?;
+        Ok(lock)
+    }
+
+    /// Loads the key set if the home has one. It waits for a rotation in
+    /// progress, unless the key lock cannot be opened (a read-only home),
+    /// where it loads without the lock.
     pub fn load_keys_if_present(&self) -> anyhow::Result<Option<KeySet>> {
         let store = KeyStore::new(&self.home.keys_dir());
+        let _lock = self.lock_keys_shared();
         if !store.exists() {
             return Ok(None);
         }
         Ok(Some(store.load()?))
+    }
+
+    /// Takes the key lock shared when the lock file can be opened, for
+    /// commands that only read keys.
+    pub fn lock_keys_shared(&self) -> Option<std::fs::File> {
+        let lock = std::fs::File::open(self.home.root().join("keys.lock")).ok()?;
+        lock.lock_shared().ok()?;
+        Some(lock)
     }
 
     /// Opens the ledger, creating it if missing. An existing file of zero
@@ -205,7 +234,7 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("mmgen: {}", error_text(&err));
+            errln!("mmgen: {}", error_text(&err));
             ExitCode::from(2)
         }
     }
@@ -240,16 +269,19 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // A closed stderr drops the log lines; reporting that failure would
+    // write to stderr again and panic.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .init();
 }
 
 /// Formats the error and its causes, adding each cause only when the text
 /// so far does not already contain it, because many errors repeat their
 /// source.
-fn error_text(err: &anyhow::Error) -> String {
+pub fn error_text(err: &anyhow::Error) -> String {
     let mut text = err.to_string();
     for cause in err.chain().skip(1) {
         let cause = cause.to_string();

@@ -1,8 +1,9 @@
-//! Input paths of the commands that take files and directories.
+//! Input and output paths of the commands that read and write files.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use mmgen::home::Home;
 
 /// Expands directories into the image files directly inside them, sorted.
 pub fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
@@ -30,4 +31,18 @@ pub fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 fn is_image_name(path: &Path) -> bool {
     let extension = path.extension().map(|e| e.to_string_lossy().to_lowercase());
     matches!(extension.as_deref(), Some("png" | "jpg" | "jpeg" | "webp"))
+}
+
+/// Rejects an output path that would replace a file of the mmgen home,
+/// such as the ledger or a key, even with `--force`.
+pub fn check_not_home_file(home: &Home, output: &Path) -> anyhow::Result<()> {
+    if home.is_home_file(output) {
+        anyhow::bail!(
+            "the output {} is a file of the mmgen home {} (its ledger, keys or settings); \
+             choose an output path outside them",
+            output.display(),
+            home.root().display()
+        );
+    }
+    Ok(())
 }

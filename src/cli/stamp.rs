@@ -18,8 +18,8 @@ use mmgen::manifest::SourceType;
 use mmgen::media::{self, MediaFormat};
 use mmgen::stamp::{self, StampOptions, Stamped, Titles};
 
-use super::paths::expand;
-use super::{Context, printable};
+use super::paths::{check_not_home_file, expand};
+use super::{Context, error_text, printable};
 
 /// Exit status when any file could not be stamped.
 const EXIT_ERROR: u8 = 2;
@@ -125,6 +125,9 @@ pub fn run(args: StampArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let keys = ctx.load_or_init_keys(args.json)?;
     ctx.check_signer_expiry(&keys)?;
     let mut ledger = ctx.open_ledger()?;
+    for job in &jobs {
+        check_not_home_file(&ctx.home, &job.output)?;
+    }
     let checkpoint = super::ledger::checkpoint_signer(ctx, &keys, &ledger)?;
     let mut log = Log {
         ledger: &mut ledger,
@@ -155,7 +158,7 @@ pub fn run(args: StampArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     }
     bar.finish_and_clear();
     if failed > 0 {
-        eprintln!(
+        errln!(
             "mmgen: stamped {} of {} files; {failed} failed (see above)",
             jobs.len() - failed,
             jobs.len()
@@ -369,9 +372,9 @@ fn report(job: &Job, stamped: &Stamped, args: &StampArgs) -> std::io::Result<()>
 fn report_error(job: &Job, err: &anyhow::Error, json: bool) -> std::io::Result<()> {
     let name = job.input.display().to_string();
     if json {
-        let value = serde_json::json!({ "input": name, "error": format!("{err:#}") });
+        let value = serde_json::json!({ "input": name, "error": error_text(err) });
         return outln!("{value}");
     }
-    eprintln!("mmgen: {}: {err:#}", printable(&name));
+    errln!("mmgen: {}: {}", printable(&name), error_text(err));
     Ok(())
 }

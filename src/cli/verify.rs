@@ -16,7 +16,7 @@ use mmgen::watermark::{self, WatermarkKey};
 
 use super::paths::expand;
 use super::verify_print::print_report;
-use super::{Context, printable};
+use super::{Context, error_text, printable};
 
 /// Exit status when a file could not be verified.
 const EXIT_ERROR: u8 = 2;
@@ -113,10 +113,10 @@ pub fn run(args: VerifyArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
             Err(err) => {
                 outcomes.push(None);
                 if args.json {
-                    let value = serde_json::json!({ "file": name, "verdict": "error", "error": format!("{err:#}") });
+                    let value = serde_json::json!({ "file": name, "verdict": "error", "error": error_text(&err) });
                     outln!("{value}")
                 } else {
-                    eprintln!("mmgen: {}: {err:#}", printable(&name));
+                    errln!("mmgen: {}: {}", printable(&name), error_text(&err));
                     Ok(())
                 }
             }
@@ -222,7 +222,7 @@ fn export_manifest(report: &Report, path: &Path) -> anyhow::Result<()> {
     std::io::Write::write_all(&mut file, &record.manifest)
         .and_then(|()| file.sync_all())
         .with_context(|| format!("cannot write {}", path.display()))?;
-    eprintln!(
+    errln!(
         "mmgen: wrote the manifest of generation {} to {}",
         record.serial,
         path.display()

@@ -195,6 +195,23 @@ pub enum LedgerError {
         offered: String,
     },
 
+    /// The newest checkpoint has no signature by the signer's key, so the
+    /// signer has another key than the one that signed the log.
+    #[error(
+        "the newest checkpoint of ledger {path} has no signature by the offered checkpoint \
+         key (log {origin}, key id {key_id:08x}); checkpoints signed with another key would \
+         not verify with the log's published key, so restore the key that signed the log \
+         (keys/checkpoint.key.pem in the mmgen home) from a backup"
+    )]
+    CheckpointKeyMismatch {
+        /// Ledger file.
+        path: PathBuf,
+        /// Origin of the log.
+        origin: String,
+        /// Key id of the offered key.
+        key_id: u32,
+    },
+
     /// A schema 1 ledger could not be upgraded; it was left unchanged.
     #[error(
         "ledger {path} (schema 1) cannot be upgraded: {reason}; the file is unchanged. \

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use ed25519_dalek::pkcs8::EncodePublicKey;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::checkpoint::CheckpointVerifier;
@@ -134,7 +135,7 @@ impl Ledger {
         let io = |path: PathBuf| move |source| LedgerError::Io { path, source };
         fs::create_dir(dir).map_err(io(dir.to_path_buf()))?;
 
-        let copy = dir.join(files::LEDGER);
+        let copy = super::open::sqlite_path(&dir.join(files::LEDGER));
         let copy_text = copy.to_str().ok_or_else(|| LedgerError::Io {
             path: copy.clone(),
             source: std::io::Error::other("the path is not UTF-8"),
@@ -152,45 +153,7 @@ impl Ledger {
         drop(copy_conn);
 
         let copied = Ledger::open_read_only(&copy)?;
-        let mut records = Vec::new();
-        copied.export_jsonl(
-            &ListFilter::default(),
-            &mut records,
-            &dir.join(files::RECORDS),
-        )?;
-        let mut checkpoints = String::new();
-        for checkpoint in copied.checkpoints(&ListFilter::default())? {
-            let line = serde_json::to_string(&checkpoint).map_err(|e| LedgerError::Io {
-                path: dir.join(files::CHECKPOINTS),
-                source: e.into(),
-            })?;
-            checkpoints.push_str(&line);
-            checkpoints.push('\n');
-        }
-        let latest = copied
-            .latest_checkpoint()?
-            .map(|c| c.note)
-            .unwrap_or_default();
-        let public_pem = keys
-            .verifier
-            .public_key()
-            .to_public_key_pem(LineEnding::LF)
-            .map_err(|e| LedgerError::Io {
-                path: dir.join(files::PUBLIC_KEY),
-                source: std::io::Error::other(e.to_string()),
-            })?;
-
-        let mut written: Vec<(String, Vec<u8>)> = vec![
-            (files::RECORDS.into(), records),
-            (files::CHECKPOINTS.into(), checkpoints.into_bytes()),
-            (files::LATEST_CHECKPOINT.into(), latest.into_bytes()),
-            (
-                files::VERIFIER_KEY.into(),
-                format!("{}\n", keys.verifier.to_text()).into_bytes(),
-            ),
-            (files::PUBLIC_KEY.into(), public_pem.into_bytes()),
-            (files::README.into(), readme(&keys.verifier).into_bytes()),
-        ];
+        let mut written = copied.derived_bundle_files(&keys.verifier, dir)?;
         for (name, pem) in &keys.certificates {
             written.push((name.clone(), pem.clone().into_bytes()));
         }
@@ -212,6 +175,181 @@ impl Ledger {
         fs::write(&sums_path, sums).map_err(io(sums_path.clone()))?;
         Ok(())
     }
+
+    /// Returns the bundle files that follow from this ledger and the
+    /// verifier key alone, as (file name, contents): the records, the
+    /// checkpoints, the newest checkpoint, the verifier key, the public
+    /// key and the README. `dir` is the bundle's path, for errors.
+    fn derived_bundle_files(
+        &self,
+        verifier: &CheckpointVerifier,
+        dir: &Path,
+    ) -> Result<Vec<(String, Vec<u8>)>, LedgerError> {
+        use bundle_files as files;
+        let mut records = Vec::new();
+        self.export_jsonl(
+            &ListFilter::default(),
+            &mut records,
+            &dir.join(files::RECORDS),
+        )?;
+        let mut checkpoints = String::new();
+        for checkpoint in self.checkpoints(&ListFilter::default())? {
+            let line = serde_json::to_string(&checkpoint).map_err(|e| LedgerError::Io {
+                path: dir.join(files::CHECKPOINTS),
+                source: e.into(),
+            })?;
+            checkpoints.push_str(&line);
+            checkpoints.push('\n');
+        }
+        let latest = self
+            .latest_checkpoint()?
+            .map(|c| c.note)
+            .unwrap_or_default();
+        let public_pem = verifier
+            .public_key()
+            .to_public_key_pem(LineEnding::LF)
+            .map_err(|e| LedgerError::Io {
+                path: dir.join(files::PUBLIC_KEY),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        Ok(vec![
+            (files::RECORDS.into(), records),
+            (files::CHECKPOINTS.into(), checkpoints.into_bytes()),
+            (files::LATEST_CHECKPOINT.into(), latest.into_bytes()),
+            (
+                files::VERIFIER_KEY.into(),
+                format!("{}\n", verifier.to_text()).into_bytes(),
+            ),
+            (files::PUBLIC_KEY.into(), public_pem.into_bytes()),
+            (files::README.into(), readme(verifier).into_bytes()),
+        ])
+    }
+
+    /// Checks the files of the audit bundle in `dir`, whose ledger copy
+    /// this ledger is: each file that follows from the ledger and
+    /// `verifier` must have the contents they give, and each file must
+    /// match its line in SHA256SUMS. Returns the files that do not.
+    ///
+    /// The ledger copy itself is checked by [`Ledger::audit_with`], and a
+    /// copy whose records or checkpoints cannot be read leaves only the
+    /// SHA256SUMS check. The certificates and the README are checked
+    /// against SHA256SUMS alone, which anyone who edits the bundle can
+    /// rewrite.
+    ///
+    /// NOTE: the derived files are compared byte for byte with what this
+    /// mmgen writes, so a bundle from a release with another JSON export
+    /// reads as a mismatch.
+    pub fn check_bundle(&self, dir: &Path, verifier: &CheckpointVerifier) -> Vec<BundleMismatch> {
+        use bundle_files as files;
+        let mut mismatches = Vec::new();
+        // A copy that cannot be read is a fault that the audit reports,
+        // so its derived files are not compared.
+        let derived = self.derived_bundle_files(verifier, dir).unwrap_or_default();
+        for (name, expected) in derived {
+            // The README is prose for people, so SHA256SUMS alone covers it.
+            if name == files::README {
+                continue;
+            }
+            match fs::read(dir.join(&name)) {
+                Ok(bytes) if bytes == expected => {}
+                Ok(_) => mismatches.push(BundleMismatch::new(
+                    &name,
+                    "differs from what ledger.sqlite and the verifier key give",
+                )),
+                Err(error) => mismatches.push(BundleMismatch::new(
+                    &name,
+                    format!("cannot be read: {error}"),
+                )),
+            }
+        }
+        let required = [
+            files::LEDGER,
+            files::RECORDS,
+            files::CHECKPOINTS,
+            files::LATEST_CHECKPOINT,
+            files::VERIFIER_KEY,
+            files::PUBLIC_KEY,
+            files::README,
+        ];
+        check_checksums(dir, &required, &mut mismatches);
+        mismatches
+    }
+}
+
+/// A file of an audit bundle that differs from what the bundle's ledger
+/// copy and verifier key give, or from its line in SHA256SUMS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BundleMismatch {
+    /// File name inside the bundle.
+    pub file: String,
+    /// What is wrong with the file.
+    pub problem: String,
+}
+
+impl BundleMismatch {
+    fn new(file: &str, problem: impl Into<String>) -> Self {
+        Self {
+            file: file.to_string(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Checks every line of the bundle's SHA256SUMS against the file it names,
+/// and that it lists each of the `required` files.
+fn check_checksums(dir: &Path, required: &[&str], mismatches: &mut Vec<BundleMismatch>) {
+    use bundle_files::CHECKSUMS;
+    let text = match fs::read_to_string(dir.join(CHECKSUMS)) {
+        Ok(text) => text,
+        Err(error) => {
+            mismatches.push(BundleMismatch::new(
+                CHECKSUMS,
+                format!("cannot be read: {error}"),
+            ));
+            return;
+        }
+    };
+    let mut listed = Vec::new();
+    for line in text.lines() {
+        let Some((digest, name)) = line.split_once("  ") else {
+            mismatches.push(BundleMismatch::new(
+                CHECKSUMS,
+                format!("has line {line:?}, which is not `SHA-256  FILE`"),
+            ));
+            continue;
+        };
+        listed.push(name);
+        if name.contains(['/', '\\']) || name == ".." {
+            mismatches.push(BundleMismatch::new(
+                CHECKSUMS,
+                format!("lists {name:?}, which is not a file name inside the bundle"),
+            ));
+            continue;
+        }
+        match fs::read(dir.join(name)) {
+            Ok(bytes) => {
+                let actual = to_hex(&Sha256::digest(&bytes));
+                if actual != digest {
+                    mismatches.push(BundleMismatch::new(
+                        CHECKSUMS,
+                        format!("lists SHA-256 {digest} for {name}, but the file has {actual}"),
+                    ));
+                }
+            }
+            Err(error) => mismatches.push(BundleMismatch::new(
+                CHECKSUMS,
+                format!("lists {name}, which cannot be read: {error}"),
+            )),
+        }
+    }
+    for name in required {
+        if !listed.contains(name) {
+            mismatches.push(BundleMismatch::new(
+                CHECKSUMS,
+                format!("does not list {name}"),
+            ));
+        }
+    }
 }
 
 fn readme(verifier: &CheckpointVerifier) -> String {
@@ -227,7 +365,8 @@ fn readme(verifier: &CheckpointVerifier) -> String {
          \n\
          which recomputes every record's leaf hash and the Merkle tree from\n\
          ledger.sqlite, checks the signature of every checkpoint with the key,\n\
-         and checks that each checkpoint's root matches the records. Add\n\
+         and checks that each checkpoint's root matches the records. It also\n\
+         checks the other files against ledger.sqlite and SHA256SUMS. Add\n\
          --checkpoint FILE to also check a checkpoint you kept from earlier.\n\
          records.jsonl has every record and checkpoints.jsonl every checkpoint;\n\
          SHA256SUMS lists the SHA-256 of each file. docs/ledger.md in the mmgen\n\

@@ -80,7 +80,8 @@ fn open_file(path: &Path, mode: Mode) -> Result<Ledger, LedgerError> {
         flags |= OpenFlags::SQLITE_OPEN_CREATE;
     }
     let fail = |operation, source| map_sql_error(path, DEFAULT_BUSY_TIMEOUT, operation, source);
-    let mut conn = Connection::open_with_flags(path, flags).map_err(|e| fail("open", e))?;
+    let mut conn =
+        Connection::open_with_flags(sqlite_path(path), flags).map_err(|e| fail("open", e))?;
     conn.busy_timeout(DEFAULT_BUSY_TIMEOUT)
         .map_err(|e| fail("set busy timeout", e))?;
 
@@ -116,6 +117,13 @@ fn open_file(path: &Path, mode: Mode) -> Result<Ledger, LedgerError> {
     debug!(path = %path.display(), journal, "opened ledger");
 
     Ok(Ledger { conn, at })
+}
+
+/// Returns `path` made absolute, for SQLite. This build of SQLite reads a
+/// file name that starts with `file:` as a URI, so a relative path such
+/// as `file:home/ledger.sqlite` would name another file.
+pub(crate) fn sqlite_path(path: &Path) -> std::path::PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// Rejects a path whose parent directory does not exist, because SQLite's

@@ -75,8 +75,12 @@ impl HashReader for StoredTree<'_> {
             .map_err(self.at.sql("read tree hashes"))?;
         let mut hashes = Vec::with_capacity(ids.len());
         for id in ids {
-            let number = frontier::node_number(*id)
-                .ok_or_else(|| corrupt(format!("subtree {id:?} is beyond any tree")))?;
+            let number = frontier::node_number(*id).ok_or_else(|| {
+                corrupt(format!(
+                    "the subtree at level {}, index {} is beyond any tree",
+                    id.level, id.index
+                ))
+            })?;
             let bytes: Option<Vec<u8>> = statement
                 .query_row([number as i64], |row| row.get(0))
                 .optional()

@@ -364,6 +364,29 @@ mod tests {
     }
 
     #[test]
+    fn other_checkpoint_key_is_rejected() {
+        let (_dir, _path, mut ledger) = temp_ledger();
+        fill(&mut ledger, 1);
+        let replaced_key = CheckpointSigner::new(
+            test_signer().origin(),
+            ed25519_dalek::SigningKey::from_bytes(&[7; 32]),
+        )
+        .expect("valid origin");
+        let serial = ledger.reserve_serial().expect("reserve");
+
+        let error = ledger
+            .append(sample_record(serial, 5), &replaced_key)
+            .expect_err("the key differs from the one that signed the log");
+        assert!(
+            matches!(error, LedgerError::CheckpointKeyMismatch { .. }),
+            "{error:?}"
+        );
+        assert_eq!(ledger.len().expect("count"), 1);
+        let checkpoints = ledger.checkpoints(&Default::default()).expect("list");
+        assert_eq!(checkpoints.len(), 1);
+    }
+
+    #[test]
     fn append_unreserved_serial_is_rejected() {
         let (_dir, _path, mut ledger) = temp_ledger();
         let signer = test_signer();

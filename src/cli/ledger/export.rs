@@ -11,6 +11,7 @@ use mmgen::ledger::export::BundleKeys;
 use super::keys::home_verifier;
 use super::{ExportFormat, TimeWindow};
 use crate::cli::Context;
+use crate::cli::paths::check_not_home_file;
 
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
@@ -64,13 +65,14 @@ pub fn export(ctx: &Context, args: &ExportArgs) -> anyhow::Result<ExitCode> {
                 certificates,
             },
         )?;
-        eprintln!("wrote the audit bundle {}", dir.display());
+        errln!("wrote the audit bundle {}", dir.display());
         return Ok(ExitCode::SUCCESS);
     }
 
     let filter = args.window.filter(None);
     let (mut out, out_path): (Box<dyn std::io::Write>, PathBuf) = match &args.output {
         Some(path) => {
+            check_not_home_file(&ctx.home, path)?;
             let file =
                 File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
             (Box::new(BufWriter::new(file)), path.clone())
@@ -82,7 +84,7 @@ pub fn export(ctx: &Context, args: &ExportArgs) -> anyhow::Result<ExitCode> {
         ExportFormat::Csv => ledger.export_csv(&filter, &mut out, &out_path)?,
     };
     if args.output.is_some() {
-        eprintln!("exported {count} records to {}", out_path.display());
+        errln!("exported {count} records to {}", out_path.display());
     }
     Ok(ExitCode::SUCCESS)
 }

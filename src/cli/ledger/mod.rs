@@ -151,11 +151,13 @@ pub fn run(command: LedgerCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Writes `text` to `output`, or to stdout when it is `None`.
-fn write_output(output: Option<&std::path::Path>, text: &str) -> anyhow::Result<()> {
+/// Writes `text` to `output`, or to stdout when it is `None`. An output
+/// that is a file of the mmgen home is rejected.
+fn write_output(ctx: &Context, output: Option<&std::path::Path>, text: &str) -> anyhow::Result<()> {
     use anyhow::Context as _;
     match output {
         Some(path) => {
+            super::paths::check_not_home_file(&ctx.home, path)?;
             std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
         }
         None => {

@@ -32,7 +32,7 @@ pub struct CheckArgs {
 pub fn prove(ctx: &Context, serial: u64, output: Option<&Path>) -> anyhow::Result<ExitCode> {
     let ledger = ctx.open_existing_ledger()?;
     let receipt = ledger.prove_inclusion(serial)?;
-    super::write_output(output, &receipt.to_text())?;
+    super::write_output(ctx, output, &receipt.to_text())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -48,9 +48,17 @@ pub fn consistency(
         .unwrap_or(&note);
     let old = Checkpoint::parse(text)
         .with_context(|| format!("{} is not a checkpoint note", old_checkpoint.display()))?;
+    if let Some(output) = output
+        && same_file(output, old_checkpoint)
+    {
+        anyhow::bail!(
+            "the output {} is the old checkpoint itself; keep that checkpoint and choose another -o",
+            output.display()
+        );
+    }
     let ledger = ctx.open_existing_ledger()?;
     let proof = ledger.prove_consistency(old.tree_size)?;
-    super::write_output(output, &proof.to_text())?;
+    super::write_output(ctx, output, &proof.to_text())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -160,6 +168,14 @@ fn verifier(ctx: &Context, args: &CheckArgs) -> anyhow::Result<CheckpointVerifie
     match ctx.open_ledger_if_present()? {
         Some(ledger) => home_verifier(ctx, &ledger),
         None => anyhow::bail!("pass --key with the log's verifier key (NAME+KEYID+KEY or a file)"),
+    }
+}
+
+/// Returns whether two paths name one existing file.
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
     }
 }
 

@@ -24,7 +24,7 @@ pub fn list(ctx: &Context, filter: &ListFilter, json: bool) -> anyhow::Result<Ex
         })
     })?;
     if count == 0 && !json {
-        eprintln!("no records");
+        errln!("no records");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -83,7 +83,7 @@ pub fn checkpoint(
             if i > 0 {
                 outln!()?;
             }
-            super::write_output(None, &checkpoint.note)?;
+            super::write_output(ctx, None, &checkpoint.note)?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use mmgen::ledger::export::bundle_files;
+use mmgen::ledger::export::{BundleMismatch, bundle_files};
 use mmgen::ledger::{AuditFault, AuditReport, CheckpointVerifier, Ledger};
 
 use super::keys::{home_verifier, verifier_from_arg};
@@ -13,7 +13,8 @@ use crate::cli::Context;
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
     /// Verify the ledger copy in this audit bundle (from `ledger export
-    /// --bundle`) instead of the home's ledger; nothing is written.
+    /// --bundle`) instead of the home's ledger, and the bundle's other files
+    /// against that copy and SHA256SUMS; nothing is written.
     #[arg(long, value_name = "DIR")]
     bundle: Option<PathBuf>,
     /// The log's verifier key, NAME+KEYID+KEY, or a file that contains it.
@@ -38,12 +39,21 @@ pub fn run(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         external.push(note);
     }
     let report = ledger.audit_with(&verifier, &external)?;
+    let mismatches = match &args.bundle {
+        Some(bundle) => ledger.check_bundle(bundle, &verifier),
+        None => Vec::new(),
+    };
     if args.json {
-        outln!("{}", serde_json::to_string_pretty(&report)?)?;
+        let mut value = serde_json::to_value(&report)?;
+        if args.bundle.is_some() {
+            value["bundle_mismatches"] = serde_json::to_value(&mismatches)?;
+        }
+        outln!("{}", serde_json::to_string_pretty(&value)?)?;
     } else {
         print_report(&report, &verifier)?;
+        print_mismatches(&mismatches)?;
     }
-    Ok(if report.is_intact() {
+    Ok(if report.is_intact() && mismatches.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(super::FAILED)
@@ -60,13 +70,22 @@ fn open(ctx: &Context, args: &VerifyArgs) -> anyhow::Result<(Ledger, CheckpointV
         };
         return Ok((ledger, verifier));
     };
-    let ledger = Ledger::open_read_only(&bundle.join(bundle_files::LEDGER))?;
+    let copy = bundle.join(bundle_files::LEDGER);
+    if !copy.is_file() {
+        anyhow::bail!(
+            "{} is not an audit bundle, because it has no {}; pass a directory that \
+             `mmgen ledger export --bundle` wrote",
+            bundle.display(),
+            bundle_files::LEDGER
+        );
+    }
+    let ledger = Ledger::open_read_only(&copy)?;
     let verifier = match &args.key {
         Some(key) => verifier_from_arg(key)?,
         None => {
             let path = bundle.join(bundle_files::VERIFIER_KEY);
             let verifier = verifier_from_arg(&path.to_string_lossy())?;
-            eprintln!(
+            errln!(
                 "mmgen: using the verifier key in {}; compare it with the one the provider \
                  published: {}",
                 path.display(),
@@ -109,6 +128,17 @@ fn print_report(report: &AuditReport, verifier: &CheckpointVerifier) -> std::io:
         report.records,
         report.checkpoints
     )?;
+    Ok(())
+}
+
+fn print_mismatches(mismatches: &[BundleMismatch]) -> std::io::Result<()> {
+    if mismatches.is_empty() {
+        return Ok(());
+    }
+    outln!("bundle BROKEN: its files do not match ledger.sqlite or SHA256SUMS")?;
+    for mismatch in mismatches {
+        outln!("  bundle file {} {}", mismatch.file, mismatch.problem)?;
+    }
     Ok(())
 }
 

@@ -149,10 +149,9 @@ impl Order {
                 return;
             }
         };
-        let stored_size = row.tree_size.max(0).unsigned_abs();
-        if row.tree_size < 0 || stored_size != checkpoint.tree_size {
+        if u64::try_from(row.tree_size) != Ok(checkpoint.tree_size) {
             fault(AuditProblem::CheckpointSizeMismatch {
-                stored: stored_size,
+                stored: row.tree_size,
                 signed: checkpoint.tree_size,
             });
         }

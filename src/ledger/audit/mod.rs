@@ -158,8 +158,15 @@ impl<'a> ScanState<'a> {
                 faults.push(fault(None, AuditProblem::MissingLeaf { next_stored }));
                 return None;
             }
-            other => {
-                let reason = format!("leaf_index column holds {other:?}");
+            Ok(index) => {
+                let reason = format!(
+                    "column leaf_index holds {index}, below the next leaf index {expected}"
+                );
+                faults.push(fault(None, AuditProblem::Unreadable { reason }));
+                return None;
+            }
+            Err(error) => {
+                let reason = format!("column leaf_index cannot be read: {error}");
                 faults.push(fault(None, AuditProblem::Unreadable { reason }));
                 return None;
             }

@@ -129,8 +129,8 @@ pub enum AuditProblem {
     /// A checkpoint's stored tree size differs from the size it signs.
     #[error("the checkpoint row says tree size {stored}, but its note signs {signed}")]
     CheckpointSizeMismatch {
-        /// `tree_size` column.
-        stored: u64,
+        /// `tree_size` column, which an edit can make negative.
+        stored: i64,
         /// Size in the note.
         signed: u64,
     },

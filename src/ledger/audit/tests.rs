@@ -454,6 +454,36 @@ fn redaction_by_time_keeps_newer_prompts() {
 }
 
 #[test]
+fn negative_checkpoint_size_is_named() {
+    let (_dir, path, mut ledger) = temp_ledger();
+    fill(&mut ledger, 2);
+    tamper(&path)
+        .execute("UPDATE checkpoints SET tree_size = -1 WHERE id = 2", [])
+        .expect("edit size");
+
+    let report = audit(&ledger);
+    let text = first(&report).problem.to_string();
+    assert!(text.contains("tree size -1"), "{text}");
+}
+
+#[test]
+fn negative_leaf_index_is_named() {
+    let (_dir, path, mut ledger) = temp_ledger();
+    fill(&mut ledger, 2);
+    tamper(&path)
+        .execute_batch(
+            "PRAGMA foreign_keys = OFF;
+             UPDATE records SET leaf_index = -5 WHERE leaf_index = 1;",
+        )
+        .expect("edit leaf index");
+
+    let report = audit(&ledger);
+    let text = first(&report).problem.to_string();
+    assert!(text.contains("column leaf_index holds -5"), "{text}");
+    assert!(!text.contains("Ok("), "{text}");
+}
+
+#[test]
 fn undecodable_leaf_stops_the_scan() {
     let (_dir, path, mut ledger) = temp_ledger();
     fill(&mut ledger, 3);

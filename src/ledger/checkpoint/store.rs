@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 
 use super::super::read::ListFilter;
 use super::super::{Ledger, LedgerError, Location, tree};
-use super::{CheckpointSigner, unix_nanos_clamped};
+use super::{CheckpointError, CheckpointSigner, unix_nanos_clamped};
 
 /// Name of the log origin in the `meta` table.
 const ORIGIN: &str = "origin";
@@ -149,7 +149,7 @@ pub(crate) fn latest_size(conn: &rusqlite::Connection) -> rusqlite::Result<Optio
 
 /// Stores the origin on the first checkpoint, then signs the checkpoint
 /// of a tree and stores it. Fails if the signer's origin differs from the
-/// stored one.
+/// stored one, or its key from the key that signed the newest checkpoint.
 pub(crate) fn write(
     conn: &rusqlite::Connection,
     at: &Location,
@@ -172,7 +172,7 @@ pub(crate) fn write(
                 offered: signer.origin().to_string(),
             });
         }
-        Some(_) => {}
+        Some(_) => check_signer_key(conn, at, signer)?,
         None => {
             conn.execute(
                 "INSERT INTO meta (name, value) VALUES (?1, ?2)",
@@ -190,4 +190,34 @@ pub(crate) fn write(
     )
     .map_err(&fail)?;
     Ok(())
+}
+
+/// Rejects a signer whose key did not sign the newest checkpoint, such as a
+/// checkpoint key restored from another home. A newest checkpoint that
+/// does not open for other reasons (an edited note) is left to the audit.
+fn check_signer_key(
+    conn: &rusqlite::Connection,
+    at: &Location,
+    signer: &CheckpointSigner,
+) -> Result<(), LedgerError> {
+    let note: Option<String> = conn
+        .query_row(
+            "SELECT note FROM checkpoints ORDER BY id DESC LIMIT 1",
+            [],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(at.sql("read checkpoints"))?;
+    let Some(note) = note else {
+        return Ok(());
+    };
+    let verifier = signer.verifier();
+    match verifier.open(&note) {
+        Err(CheckpointError::NoKnownSignature { .. }) => Err(LedgerError::CheckpointKeyMismatch {
+            path: at.path().to_path_buf(),
+            origin: signer.origin().to_string(),
+            key_id: verifier.key_id(),
+        }),
+        _ => Ok(()),
+    }
 }
