@@ -4,7 +4,10 @@
 //! `mmgen::eval` and prints the accuracy of each attribute per language.
 //!
 //! Run: `cargo run --release --example eval -- [--prompts 200] [--seed 1]
-//! [--model DIR] [--train-split]` (without --model, the built-in model).
+//! [--model DIR] [--train-split] [--watermark]` (without --model, the
+//! built-in model). With --watermark the initial noise carries the latent
+//! watermark (one key, serial i+1 for scene i), which shows whether the
+//! watermark costs any accuracy.
 
 use std::path::PathBuf;
 
@@ -13,7 +16,7 @@ use candle_core::{Device, Tensor};
 use clap::Parser;
 use mmgen::engine::{Model, SampleOptions, builtin};
 use mmgen::eval::{Tally, evaluate};
-use mmgen::watermark::plain_latent;
+use mmgen::watermark::{WatermarkKey, initial_latent, plain_latent};
 use mmgen::world::{Language, SceneSampler, SceneSpec, Split, caption};
 
 /// Images generated per model call.
@@ -34,6 +37,9 @@ struct Args {
     /// Evaluate training-split scenes instead of held-out ones.
     #[arg(long)]
     train_split: bool,
+    /// Sample the initial noise with the latent watermark.
+    #[arg(long)]
+    watermark: bool,
 }
 
 /// Formats a percentage, or "-" when nothing was counted.
@@ -42,11 +48,13 @@ fn percent(value: Option<f64>) -> String {
 }
 
 /// Generates one image per caption, `BATCH` at a time; caption `i` starts
-/// from the noise of `noise_seeds[i]`.
+/// from the noise of `noise_seeds[i]`, marked for serial i+1 when `key`
+/// is given.
 fn generate(
     model: &Model,
     captions: &[String],
     noise_seeds: &[u64],
+    key: Option<&WatermarkKey>,
 ) -> anyhow::Result<Vec<image::RgbImage>> {
     let config = model.config();
     let (c, h, w) = config.latent_shape();
@@ -55,10 +63,19 @@ fn generate(
         guidance: config.default_guidance,
     };
     let mut images = Vec::with_capacity(captions.len());
-    for (prompts, seeds) in captions.chunks(BATCH).zip(noise_seeds.chunks(BATCH)) {
+    let len = c * h * w;
+    for (chunk, (prompts, seeds)) in captions
+        .chunks(BATCH)
+        .zip(noise_seeds.chunks(BATCH))
+        .enumerate()
+    {
         let noise: Vec<f32> = seeds
             .iter()
-            .flat_map(|&s| plain_latent(s, c * h * w))
+            .enumerate()
+            .flat_map(|(i, &seed)| match key {
+                Some(key) => initial_latent(key, (chunk * BATCH + i + 1) as u64, seed, len),
+                None => plain_latent(seed, len),
+            })
             .collect();
         let noise = Tensor::from_vec(noise, (seeds.len(), c, h, w), model.device())?;
         let latents = model.sample(&noise, prompts, &options, &mut |_| {})?;
@@ -91,11 +108,13 @@ fn main() -> anyhow::Result<()> {
         .map(|i| (args.seed << 32) | i)
         .collect();
 
+    let key = args.watermark.then(|| WatermarkKey::new([7u8; 32]));
     println!(
-        "{} {split:?} scenes, seed {}, model {}",
+        "{} {split:?} scenes, seed {}, model {}, {}",
         args.prompts,
         args.seed,
-        model.config().name
+        model.config().name,
+        if key.is_some() { "watermarked" } else { "unmarked" }
     );
     println!(
         "{:<9} {:>8} {:>8} {:>9} {:>8}",
@@ -103,7 +122,7 @@ fn main() -> anyhow::Result<()> {
     );
     for language in [Language::English, Language::Chinese] {
         let captions: Vec<String> = specs.iter().map(|s| caption(s, language)).collect();
-        let images = generate(&model, &captions, &noise_seeds)?;
+        let images = generate(&model, &captions, &noise_seeds, key.as_ref())?;
         let mut tally = Tally::default();
         for (image, spec) in images.iter().zip(&specs) {
             tally.add(&evaluate(image, spec)?);

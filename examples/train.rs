@@ -36,7 +36,7 @@ use mmgen::watermark::noise::NoiseStream;
 use mmgen::world::{self, SceneSampler, Split};
 
 /// Name of the model this program trains.
-const MODEL_NAME: &str = "mmgen-shapes-1";
+const MODEL_NAME: &str = "mmgen-shapes-2";
 /// Edge of the images, in pixels.
 const IMAGE_SIZE: usize = 64;
 /// Steps of the training noise schedule.
