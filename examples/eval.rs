@@ -114,7 +114,11 @@ fn main() -> anyhow::Result<()> {
         args.prompts,
         args.seed,
         model.config().name,
-        if key.is_some() { "watermarked" } else { "unmarked" }
+        if key.is_some() {
+            "watermarked"
+        } else {
+            "unmarked"
+        }
     );
     println!(
         "{:<9} {:>8} {:>8} {:>9} {:>8}",

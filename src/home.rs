@@ -68,6 +68,12 @@ impl Home {
         self.root.join("keys")
     }
 
+    /// The marker that the home's watermark key has marked outputs logged
+    /// in its ledger, `keys/watermark.used`.
+    pub fn watermark_used_path(&self) -> PathBuf {
+        self.keys_dir().join("watermark.used")
+    }
+
     /// The optional configuration file, `config.toml`.
     pub fn config_path(&self) -> PathBuf {
         self.root.join("config.toml")

@@ -300,3 +300,29 @@ fn killed_generation_leaves_verifiable_ledger() {
     let verified = sandbox.run(&["ledger", "verify"]);
     assert_eq!(verified.status.code(), Some(0), "{}", text(&verified));
 }
+
+#[test]
+fn new_ledger_with_used_key_is_rejected() {
+    let sandbox = Sandbox::new();
+    sandbox.run_ok(&["generate", "a red circle", "-o", "a.png", "--seed", "1"]);
+    let ledger = sandbox.home().join("ledger.sqlite");
+    let moved = sandbox.path("old-ledger.sqlite");
+    std::fs::rename(&ledger, &moved).unwrap();
+
+    let output = sandbox.run(&["generate", "a red circle", "-o", "b.png", "--seed", "2"]);
+    assert!(!output.status.success(), "{}", text(&output));
+    let err = stderr(&output);
+    assert!(err.contains("is missing"), "{err}");
+    assert!(err.contains("restore the ledger"), "{err}");
+    assert!(!sandbox.path("b.png").exists());
+    assert!(!ledger.exists(), "a new ledger was created");
+
+    // With the old ledger back, generation goes on from the next serial.
+    std::fs::rename(&moved, &ledger).unwrap();
+    let output = sandbox.run_ok(&["generate", "a red circle", "-o", "b.png", "--seed", "2"]);
+    assert!(
+        stdout(&output).contains("ledger serial  2"),
+        "{}",
+        text(&output)
+    );
+}

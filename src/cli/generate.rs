@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use mmgen::generation::{self, GenerationRequest, Provenance};
@@ -84,6 +85,22 @@ impl From<FormatArg> for MediaFormat {
     }
 }
 
+/// Records in the key directory that the watermark key marks outputs of
+/// this home's ledger, so that a later run refuses to start a new ledger
+/// with the same key (see `Context::open_ledger`).
+fn mark_watermark_used(ctx: &Context) -> anyhow::Result<()> {
+    let path = ctx.home.watermark_used_path();
+    if path.exists() {
+        return Ok(());
+    }
+    let text = format!(
+        "This watermark key has marked outputs logged in {}.\n\
+         A new ledger with this key would reuse their serials; keep the two together.\n",
+        ctx.home.ledger_path().display()
+    );
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
 pub fn run(args: GenerateArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let keys = ctx.load_or_init_keys(args.json)?;
     if args.sign {
@@ -91,6 +108,7 @@ pub fn run(args: GenerateArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     }
     let watermark = WatermarkKey::new(keys.watermark_secret);
     let mut ledger = ctx.open_ledger()?;
+    mark_watermark_used(ctx)?;
     if let Some(output) = &args.output {
         for path in generation::output_paths(output, args.count) {
             super::paths::check_not_home_file(&ctx.home, &path)?;

@@ -183,6 +183,20 @@ impl Context {
         lock.lock()
             .with_context(|| format!("cannot lock {}", lock_path.display()))?;
         let path = self.home.ledger_path();
+        let marker = self.home.watermark_used_path();
+        if !path.exists() && marker.exists() {
+            // A new ledger would hand out serials from 1 again, and with
+            // the same key those serials' watermark patterns are already
+            // in released outputs, which would then trace to new records.
+            anyhow::bail!(
+                "the ledger {} is missing, but the watermark key in {} has already marked \
+                 outputs logged there; restore the ledger from a backup, or move {} away \
+                 too so that a new ledger starts with a new key",
+                path.display(),
+                self.home.keys_dir().display(),
+                self.home.keys_dir().display()
+            );
+        }
         if std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
             anyhow::bail!(
                 "the ledger {} is empty (0 bytes); restore it from a backup, or move it away to start a new ledger",
