@@ -47,8 +47,9 @@ fn main() -> anyhow::Result<()> {
     );
     let config = model.config().clone();
     println!(
-        "default steps {}, guidance {}, image {}x{}, threads {}",
+        "default steps {}, inversion steps {}, guidance {}, image {}x{}, threads {}",
         config.default_steps,
+        config.detection_steps(),
         config.default_guidance,
         config.image_size,
         config.image_size,
@@ -109,7 +110,7 @@ fn main() -> anyhow::Result<()> {
         keys: std::slice::from_ref(&watermark_key),
         trust_anchors: None,
         inversion: InversionOptions {
-            steps: config.default_steps,
+            steps: config.detection_steps(),
             refinements: 0,
         },
         threshold: watermark::DEFAULT_THRESHOLD,

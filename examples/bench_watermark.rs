@@ -14,7 +14,8 @@
 //! records would leave. Last, it times the real `scan` per image.
 //!
 //! Run: `cargo run --release --example bench_watermark -- [--generations 200]
-//! [--unmarked 200] [--procedural 800] [--steps 10] [--attacks all]`
+//! [--unmarked 200] [--procedural 800] [--steps 10] [--attacks all]
+//! [--timing 20] [--model DIR]`
 //! (`--steps 5,10,25` prints one table per number of inversion steps).
 
 use std::path::Path;
@@ -54,12 +55,21 @@ struct Args {
     /// Images timed with the real scan (half positives, half negatives).
     #[arg(long, default_value_t = 20)]
     timing: usize,
+    /// Model directory (config.json and model.safetensors); the built-in
+    /// model when absent.
+    #[arg(long)]
+    model: Option<std::path::PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
     mmgen::alloc::retain_freed_pages();
     let args = Args::parse();
-    let model = builtin::load(&Device::Cpu)?;
+    let model = match &args.model {
+        Some(dir) => {
+            Model::from_dir(dir).with_context(|| format!("loading model from {}", dir.display()))?
+        }
+        None => builtin::load(&Device::Cpu)?,
+    };
     let key = WatermarkKey::new([7u8; 32]);
     let serials: Vec<u64> = (1..=args.generations as u64).collect();
     let started = Instant::now();

@@ -37,6 +37,9 @@ use mmgen::world::{self, SceneSampler, Split};
 
 /// Name of the model this program trains.
 const MODEL_NAME: &str = "mmgen-shapes-2";
+/// DDIM inversion steps of detection, chosen from the detection-against-
+/// steps curve in docs/benchmarks.md.
+const DEFAULT_INVERSION_STEPS: usize = 10;
 /// Edge of the images, in pixels.
 const IMAGE_SIZE: usize = 64;
 /// Steps of the training noise schedule.
@@ -414,6 +417,7 @@ fn model_config(scaling_factor: f64) -> ModelConfig {
         default_steps: 25,
         default_guidance: 3.0,
         latent_reader: false,
+        inversion_steps: Some(DEFAULT_INVERSION_STEPS),
     }
 }
 

@@ -38,11 +38,12 @@ pub struct VerifyArgs {
     trust_anchors: Option<PathBuf>,
 
     /// DDIM inversion steps for the watermark. Default: the model's
-    /// sampling steps.
+    /// detection steps (its sampling steps unless its configuration sets
+    /// `inversion_steps`).
     #[arg(long, value_name = "N")]
     inversion_steps: Option<usize>,
 
-    /// Corrected p-value below which a watermark counts as found.
+    /// Corrected p-value at or below which a watermark counts as found.
     #[arg(long, default_value_t = watermark::DEFAULT_THRESHOLD, value_name = "P")]
     threshold: f64,
 
@@ -86,7 +87,9 @@ pub fn run(args: VerifyArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         keys: &keys,
         trust_anchors: trust_anchors.as_deref(),
         inversion: InversionOptions {
-            steps: args.inversion_steps.unwrap_or(model.config().default_steps),
+            steps: args
+                .inversion_steps
+                .unwrap_or(model.config().detection_steps()),
             refinements: 0,
         },
         threshold: args.threshold,

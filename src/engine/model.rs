@@ -46,6 +46,10 @@ pub struct ModelConfig {
     /// reads latents with the autoencoder's encoder.
     #[serde(default)]
     pub latent_reader: bool,
+    /// DDIM inversion steps of watermark detection when the caller gives
+    /// none; the sampling steps when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inversion_steps: Option<usize>,
 }
 
 impl ModelConfig {
@@ -53,6 +57,11 @@ impl ModelConfig {
     pub fn latent_shape(&self) -> (usize, usize, usize) {
         let edge = self.image_size / self.vae.downscale();
         (self.vae.latent_channels, edge, edge)
+    }
+
+    /// DDIM inversion steps of watermark detection by default.
+    pub fn detection_steps(&self) -> usize {
+        self.inversion_steps.unwrap_or(self.default_steps)
     }
 
     /// Number of elements of one latent.

@@ -111,7 +111,7 @@ pub struct Verifier<'a> {
     pub trust_anchors: Option<&'a str>,
     /// DDIM inversion settings.
     pub inversion: InversionOptions,
-    /// Corrected p-value below which a watermark is reported.
+    /// Corrected p-value at or below which a watermark is reported.
     pub threshold: f64,
 }
 

@@ -1,5 +1,5 @@
 //! Image changes that a watermark should survive: the fixed benchmark suite
-//! and the random distortions that the detection encoder trains on.
+//! and the random distortions that the latent reader trains on.
 //!
 //! Every change maps an 8-bit RGB image to one of the same size. Values are
 //! computed in [0, 1] and rounded back to 8 bits, and anything that leaves
@@ -192,7 +192,7 @@ fn mean_grey(image: &RgbImage) -> f32 {
     (total / count / 255.0) as f32
 }
 
-/// Draws a random distortion for training the detection encoder: one of
+/// Draws a random distortion for training the latent reader: one of
 /// the photometric and compression changes, with its strength drawn from
 /// a range that covers the benchmark's settings and more.
 pub fn random_training_attack(rng: &mut NoiseStream) -> Attack {
