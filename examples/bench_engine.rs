@@ -2,6 +2,8 @@
 //! step, VAE forward and training step, and one default generation.
 //!
 //! Run: `cargo run --release --example bench_engine -- [--batch 32] [--iters 5]`
+//! (with `MMGEN_CANDLE_OPS=1`, on candle's own CPU operations instead of
+//! the engine's kernels).
 
 use std::time::Instant;
 
@@ -45,8 +47,13 @@ fn main() -> anyhow::Result<()> {
         warmup_steps: 10,
         total_steps: 100,
     };
+    let kernels = if mmgen::engine::ops::enabled(&device) {
+        "mmgen kernels"
+    } else {
+        "candle operations"
+    };
     println!(
-        "batch {batch}, {iters} iterations, threads {}",
+        "batch {batch}, {iters} iterations, threads {}, {kernels}",
         rayon_threads()
     );
 

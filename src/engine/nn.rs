@@ -38,7 +38,7 @@ impl GroupNorm {
 
 impl Module for GroupNorm {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        if xs.device().is_cpu() {
+        if ops::enabled(xs.device()) {
             return ops::norm::group_norm(xs, &self.weight, &self.bias, self.groups, self.eps);
         }
         let shape = xs.dims().to_vec();
@@ -78,7 +78,7 @@ impl LayerNorm {
 
 impl Module for LayerNorm {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        if xs.device().is_cpu() {
+        if ops::enabled(xs.device()) {
             // Over the last axis this is a group norm with one group of
             // `dim` channels and one position per row.
             let dims = xs.dims().to_vec();
@@ -119,7 +119,7 @@ impl Module for Linear {
             .reshape((rows, in_dim))?
             .matmul(&self.weight.t()?)?;
         let out = match &self.bias {
-            Some(bias) if out.device().is_cpu() => ops::bias::add_channel_bias(&out, bias)?,
+            Some(bias) if ops::enabled(out.device()) => ops::bias::add_channel_bias(&out, bias)?,
             Some(bias) => out.broadcast_add(bias)?,
             None => out,
         };
@@ -165,13 +165,13 @@ pub struct Conv2d {
 
 impl Module for Conv2d {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let out = if xs.device().is_cpu() {
+        let out = if ops::enabled(xs.device()) {
             ops::conv::conv2d(xs, &self.weight, self.stride, self.padding)?
         } else {
             xs.conv2d(&self.weight, self.padding, self.stride, 1, 1)?
         };
         match &self.bias {
-            Some(bias) if out.device().is_cpu() => ops::bias::add_channel_bias(&out, bias),
+            Some(bias) if ops::enabled(out.device()) => ops::bias::add_channel_bias(&out, bias),
             Some(bias) => out.broadcast_add(&bias.reshape((1, (), 1, 1))?),
             None => Ok(out),
         }
@@ -216,7 +216,7 @@ pub struct Silu;
 
 impl Module for Silu {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        if xs.device().is_cpu() {
+        if ops::enabled(xs.device()) {
             ops::pointwise::silu(xs)
         } else {
             xs.silu()
@@ -226,7 +226,7 @@ impl Module for Silu {
 
 /// GELU (tanh approximation); on `ops::pointwise` on the CPU.
 pub fn gelu(xs: &Tensor) -> Result<Tensor> {
-    if xs.device().is_cpu() {
+    if ops::enabled(xs.device()) {
         ops::pointwise::gelu_tanh(xs)
     } else {
         xs.gelu()
@@ -236,7 +236,7 @@ pub fn gelu(xs: &Tensor) -> Result<Tensor> {
 /// GEGLU: splits the last dimension into `[value | gate]` halves and
 /// returns `value * gelu(gate)`; on `ops::pointwise` on the CPU.
 pub fn geglu(xs: &Tensor) -> Result<Tensor> {
-    if xs.device().is_cpu() {
+    if ops::enabled(xs.device()) {
         ops::pointwise::geglu(xs)
     } else {
         let half = xs.dim(D::Minus1)? / 2;
@@ -248,7 +248,7 @@ pub fn geglu(xs: &Tensor) -> Result<Tensor> {
 
 /// Softmax over the last dimension, with a backward pass.
 pub fn softmax_last(xs: &Tensor) -> Result<Tensor> {
-    if xs.device().is_cpu() {
+    if ops::enabled(xs.device()) {
         ops::pointwise::softmax_last(xs)
     } else {
         candle_nn::ops::softmax(xs, D::Minus1)

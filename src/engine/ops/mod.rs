@@ -15,8 +15,23 @@ pub mod gemm;
 pub mod norm;
 pub mod pointwise;
 
+use std::sync::OnceLock;
+
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, Layout, Result};
+use candle_core::{CpuStorage, Device, Layout, Result};
+
+/// Environment variable that, set to 1, makes the engine use candle's own
+/// operations on the CPU too, so that benchmarks can compare the two.
+pub const CANDLE_OPS_VARIABLE: &str = "MMGEN_CANDLE_OPS";
+
+/// Returns whether the engine's own kernels run on `device`: on the CPU,
+/// unless `MMGEN_CANDLE_OPS=1` asks for candle's operations.
+pub fn enabled(device: &Device) -> bool {
+    static CANDLE_OPS: OnceLock<bool> = OnceLock::new();
+    let candle_ops =
+        *CANDLE_OPS.get_or_init(|| std::env::var(CANDLE_OPS_VARIABLE).is_ok_and(|v| v == "1"));
+    device.is_cpu() && !candle_ops
+}
 
 /// The contiguous elements a layout describes.
 pub(crate) fn contiguous_slice<'a, T>(data: &'a [T], layout: &Layout) -> Result<&'a [T]> {

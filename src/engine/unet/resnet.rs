@@ -64,7 +64,7 @@ impl ResnetBlock2D {
             .forward(&self.norm1.forward(xs)?.apply(&nn::Silu)?)?;
         if let (Some(proj), Some(temb)) = (&self.time_emb_proj, temb) {
             let t = proj.forward(&temb.apply(&nn::Silu)?)?;
-            h = if h.device().is_cpu() {
+            h = if crate::engine::ops::enabled(h.device()) {
                 crate::engine::ops::bias::add_channel_bias(&h, &t)?
             } else {
                 h.broadcast_add(&t.unsqueeze(2)?.unsqueeze(3)?)?
