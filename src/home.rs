@@ -68,8 +68,8 @@ impl Home {
         self.root.join("keys")
     }
 
-    /// The marker that the home's watermark key has marked outputs logged
-    /// in its ledger, `keys/watermark.used`.
+    /// Returns the path of `keys/watermark.used`, the marker that the
+    /// home's watermark key has marked outputs logged in its ledger.
     pub fn watermark_used_path(&self) -> PathBuf {
         self.keys_dir().join("watermark.used")
     }

@@ -86,7 +86,7 @@ impl From<FormatArg> for MediaFormat {
 }
 
 /// Records in the key directory that the watermark key marks outputs of
-/// this home's ledger, so that a later run refuses to start a new ledger
+/// this home's ledger, so that a later run rejects starting a new ledger
 /// with the same key (see `Context::open_ledger`).
 fn mark_watermark_used(ctx: &Context) -> anyhow::Result<()> {
     let path = ctx.home.watermark_used_path();

@@ -47,7 +47,7 @@ pub struct ModelConfig {
     #[serde(default)]
     pub latent_reader: bool,
     /// DDIM inversion steps of watermark detection when the caller gives
-    /// none; the sampling steps when absent.
+    /// none. When absent, detection uses the sampling steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inversion_steps: Option<usize>,
 }
@@ -59,7 +59,7 @@ impl ModelConfig {
         (self.vae.latent_channels, edge, edge)
     }
 
-    /// DDIM inversion steps of watermark detection by default.
+    /// Returns the DDIM inversion steps of watermark detection by default.
     pub fn detection_steps(&self) -> usize {
         self.inversion_steps.unwrap_or(self.default_steps)
     }

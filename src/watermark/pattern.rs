@@ -313,7 +313,7 @@ mod tests {
 
     #[test]
     fn averaging_many_outputs_reveals_nothing() {
-        // An attacker who averages 1,000 outputs of one key sees, per
+        // An attacker who averages 1,000 outputs of one key gets, per
         // element, a mean that is N(0, 1/1000) exactly as for unmarked
         // noise: the KS distance to N(0, 1) of the scaled means stays
         // under the 0.1% critical value for both sets.

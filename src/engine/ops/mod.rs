@@ -25,7 +25,7 @@ use candle_core::{CpuStorage, Device, Layout, Result};
 pub const CANDLE_OPS_VARIABLE: &str = "MMGEN_CANDLE_OPS";
 
 /// Returns whether the engine's own kernels run on `device`: on the CPU,
-/// unless `MMGEN_CANDLE_OPS=1` asks for candle's operations.
+/// unless `MMGEN_CANDLE_OPS=1` requests candle's operations.
 pub fn enabled(device: &Device) -> bool {
     static CANDLE_OPS: OnceLock<bool> = OnceLock::new();
     let candle_ops =
