@@ -64,12 +64,7 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     mmgen::alloc::retain_freed_pages();
     let args = Args::parse();
-    let model = match &args.model {
-        Some(dir) => {
-            Model::from_dir(dir).with_context(|| format!("loading model from {}", dir.display()))?
-        }
-        None => builtin::load(&Device::Cpu)?,
-    };
+    let model = builtin::load_dir_or_builtin(args.model.as_deref())?;
     let key = WatermarkKey::new([7u8; 32]);
     let serials: Vec<u64> = (1..=args.generations as u64).collect();
     let started = Instant::now();

@@ -11,8 +11,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use clap::Parser;
 use mmgen::engine::{Model, SampleOptions, builtin};
 use mmgen::eval::{Tally, evaluate};
@@ -87,12 +86,7 @@ fn generate(
 fn main() -> anyhow::Result<()> {
     mmgen::alloc::retain_freed_pages();
     let args = Args::parse();
-    let model = match &args.model {
-        Some(dir) => {
-            Model::from_dir(dir).with_context(|| format!("loading model from {}", dir.display()))?
-        }
-        None => builtin::load(&Device::Cpu)?,
-    };
+    let model = builtin::load_dir_or_builtin(args.model.as_deref())?;
     let split = if args.train_split {
         Split::Train
     } else {

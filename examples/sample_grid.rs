@@ -9,7 +9,7 @@ use std::path::Path;
 use anyhow::Context;
 use candle_core::{Device, Tensor};
 use image::RgbImage;
-use mmgen::engine::{Model, SampleOptions, builtin};
+use mmgen::engine::{SampleOptions, builtin};
 use mmgen::watermark::plain_latent;
 
 const PROMPTS: [&str; 8] = [
@@ -31,10 +31,8 @@ fn main() -> anyhow::Result<()> {
     let out = args
         .get(1)
         .context("usage: sample_grid OUT.png [MODEL_DIR]")?;
-    let model = match args.get(2).map(String::as_str) {
-        Some("builtin") | None => builtin::load(&Device::Cpu)?,
-        Some(dir) => Model::from_dir(Path::new(dir))?,
-    };
+    let dir = args.get(2).filter(|dir| *dir != "builtin").map(Path::new);
+    let model = builtin::load_dir_or_builtin(dir)?;
     let config = model.config().clone();
     let (c, h, w) = config.latent_shape();
     let options = SampleOptions {

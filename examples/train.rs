@@ -29,9 +29,10 @@ use mmgen::train::checkpoint::{self, RunState};
 use mmgen::train::dataset::LatentDataset;
 use mmgen::train::diffusion::{DiffusionTrainer, DiffusionTraining};
 use mmgen::train::optim::LrSchedule;
-use mmgen::train::reader::{ReaderTrainer, ReaderTraining};
+use mmgen::train::reader::{
+    DistortionMix, ReaderTrainer, ReaderTraining, coverage_tensor, distort_for_reader,
+};
 use mmgen::train::vae::{VaeTrainer, VaeTraining};
-use mmgen::watermark::attack::random_training_attack;
 use mmgen::watermark::noise::NoiseStream;
 use mmgen::world::{self, SceneSampler, Split};
 
@@ -141,6 +142,10 @@ struct ReaderArgs {
     /// Share of images distorted before reading; the rest stay clean.
     #[arg(long, default_value_t = 0.75)]
     distorted: f64,
+    /// Share of images also cropped or rotated, then undone as a scan
+    /// undoes them; the loss counts only the cells still covered.
+    #[arg(long, default_value_t = 0.4)]
+    geometric: f64,
 }
 
 #[derive(Args)]
@@ -552,24 +557,25 @@ fn train_reader(args: &ReaderArgs) -> anyhow::Result<()> {
         args.scenes,
         &device,
     )?;
+    let mix = DistortionMix {
+        distorted: args.distorted,
+        geometric: args.geometric,
+    };
     let progress = Progress::new(state.step, common.steps, common.minutes);
     while state.step < common.last_step() {
         let (latents, _) = dataset.batch(state.step, common.batch)?;
         let decoded = tensor_to_images(&vae.decode(&latents)?)?;
         let mut rng =
             NoiseStream::with_domain(b"mmgen train reader", common.seed ^ state.step as u64);
-        let distorted: Vec<RgbImage> = decoded
+        let (_, channels, rows, cols) = latents.dims4()?;
+        let latent_shape = (channels, rows, cols);
+        let (distorted, covered): (Vec<RgbImage>, Vec<Vec<bool>>) = decoded
             .iter()
-            .map(|image| {
-                if rng.next_uniform() < args.distorted {
-                    random_training_attack(&mut rng).apply(image, &mut rng)
-                } else {
-                    image.clone()
-                }
-            })
-            .collect();
+            .map(|image| distort_for_reader(image, mix, latent_shape, &mut rng))
+            .unzip();
         let pixels = images_to_tensor(&distorted, IMAGE_SIZE, &device)?;
-        let stats = trainer.step(&pixels, &latents)?;
+        let covered = coverage_tensor(&covered, latent_shape, &device)?;
+        let stats = trainer.step(&pixels, &latents, &covered)?;
         if after_step(
             common,
             &progress,

@@ -2,6 +2,8 @@
 //! ever needed. `examples/train.rs` regenerates `builtin/` from a fixed
 //! seed; `docs/model.md` describes the model and how it was trained.
 
+use std::path::Path;
+
 use candle_core::Device;
 
 use super::EngineError;
@@ -24,6 +26,16 @@ pub fn config() -> Result<ModelConfig, EngineError> {
 /// Loads the built-in model on `device`.
 pub fn load(device: &Device) -> Result<Model, EngineError> {
     Model::from_bytes(config()?, WEIGHTS.to_vec(), device)
+}
+
+/// Loads the model exported to `dir` (config.json and model.safetensors)
+/// or, without a directory, the built-in model on the CPU. Errors name the
+/// file that could not be read.
+pub fn load_dir_or_builtin(dir: Option<&Path>) -> Result<Model, EngineError> {
+    match dir {
+        Some(dir) => Model::from_dir(dir),
+        None => load(&Device::Cpu),
+    }
 }
 
 /// Size of the embedded weights in bytes.

@@ -201,10 +201,26 @@ fn read(
     Ok(readings)
 }
 
-/// Undoes one hypothesis on a model-sized image and marks the latent
-/// elements whose cells lie wholly in what the undone image still shows.
+/// Undoes one hypothesis on a model-sized image for `model`.
 fn prepare(model: &Model, input: &RgbImage, hypothesis: Hypothesis) -> Prepared {
-    let (channels, rows, cols) = model.config().latent_shape();
+    let (image, covered) = undo(input, hypothesis, model.config().latent_shape());
+    Prepared {
+        hypothesis,
+        image,
+        covered,
+    }
+}
+
+/// Undoes one hypothesis on a square model-sized image. Returns the undone
+/// image and, for each element of a `(channels, rows, cols)` latent in
+/// row-major order, whether its cell lies wholly in what the undone image
+/// still shows. Reader training uses the same undo, so that the reader
+/// learns the images that detection gives it.
+pub fn undo(
+    input: &RgbImage,
+    hypothesis: Hypothesis,
+    (channels, rows, cols): (usize, usize, usize),
+) -> (RgbImage, Vec<bool>) {
     let size = input.width();
     let cell = size as f32 / cols as f32;
     let (image, inside): (RgbImage, Box<dyn Fn(f32, f32) -> bool>) = match hypothesis {
@@ -239,11 +255,7 @@ fn prepare(model: &Model, input: &RgbImage, hypothesis: Hypothesis) -> Prepared 
             }
         }
     }
-    Prepared {
-        hypothesis,
-        image,
-        covered,
-    }
+    (image, covered)
 }
 
 /// Shrinks the image back to the centre square it would have come from
