@@ -222,38 +222,6 @@ impl Model {
             .map_err(|source| EngineError::candle("scaling latents", source))
     }
 
-    /// Refines scaled latents so that their decoding matches `images`, by
-    /// gradient descent on the pixel error through the VAE decoder, starting
-    /// from `latents` (usually the encoder's mean).
-    pub fn refine_latents(
-        &self,
-        images: &[RgbImage],
-        latents: &Tensor,
-        iterations: usize,
-        learning_rate: f64,
-    ) -> Result<Tensor, EngineError> {
-        use candle_nn::Optimizer;
-        let err = |source| EngineError::candle("refining latents", source);
-        let target = images_to_tensor(images, self.config.image_size, &self.device)?;
-        let scale = self.config.vae.scaling_factor;
-        let var = candle_core::Var::from_tensor(&(latents / scale).map_err(err)?).map_err(err)?;
-        let params = candle_nn::ParamsAdamW {
-            lr: learning_rate,
-            weight_decay: 0.0,
-            ..Default::default()
-        };
-        let mut adam = candle_nn::AdamW::new(vec![var.clone()], params).map_err(err)?;
-        for _ in 0..iterations {
-            let decoded = self.vae.decode(var.as_tensor()).map_err(err)?;
-            let loss = (decoded - &target)
-                .and_then(|d| d.sqr())
-                .and_then(|d| d.mean_all())
-                .map_err(err)?;
-            adam.backward_step(&loss).map_err(err)?;
-        }
-        (var.as_tensor() * scale).map_err(err)
-    }
-
     /// Reads scaled latents back from images for watermark detection: with
     /// the latent reader when the model has one, else as
     /// [`encode_images`](Self::encode_images). Every image must be

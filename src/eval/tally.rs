@@ -15,6 +15,10 @@ pub struct Tally {
     pub pairs: usize,
     /// Pairs in the right relation.
     pub relation: usize,
+    /// Pairs whose two regions were both found.
+    pub pairs_found: usize,
+    /// Pairs with both regions found and in the right relation.
+    pub relation_found: usize,
     /// Scenes evaluated.
     pub scenes: usize,
     /// Scenes with every attribute right.
@@ -30,6 +34,10 @@ impl Tally {
         if let Some(ok) = evaluation.relation_ok {
             self.pairs += 1;
             self.relation += usize::from(ok);
+            if evaluation.found_relation.is_some() {
+                self.pairs_found += 1;
+                self.relation_found += usize::from(ok);
+            }
         }
         self.scenes += 1;
         self.all += usize::from(evaluation.all_ok);
@@ -50,6 +58,19 @@ impl Tally {
         percent(self.relation, self.pairs)
     }
 
+    /// Share of pairs whose two regions were both found, in percent; `None`
+    /// before any pair.
+    pub fn pairs_found_percent(&self) -> Option<f64> {
+        percent(self.pairs_found, self.pairs)
+    }
+
+    /// Relation accuracy over the pairs with both regions found, in percent.
+    /// Set beside [`relation_percent`](Self::relation_percent), it separates
+    /// a missing shape from a misplaced one.
+    pub fn relation_found_percent(&self) -> Option<f64> {
+        percent(self.relation_found, self.pairs_found)
+    }
+
     /// Share of scenes with every attribute right, in percent.
     pub fn all_percent(&self) -> Option<f64> {
         percent(self.all, self.scenes)
@@ -58,4 +79,37 @@ impl Tally {
 
 fn percent(hits: usize, total: usize) -> Option<f64> {
     (total > 0).then(|| 100.0 * hits as f64 / total as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::world::Relation;
+
+    fn pair(found: Option<Relation>, ok: bool) -> Evaluation {
+        Evaluation {
+            colour_ok: vec![true, found.is_some()],
+            shape_ok: vec![true, true],
+            relation_ok: Some(ok),
+            all_ok: ok,
+            found: Vec::new(),
+            found_relation: found,
+        }
+    }
+
+    #[test]
+    fn found_pairs_counted_apart() {
+        let mut tally = Tally::default();
+        tally.add(&pair(Some(Relation::Above), true));
+        tally.add(&pair(Some(Relation::Below), false));
+        tally.add(&pair(None, false));
+        tally.add(&pair(None, false));
+        assert_eq!(tally.pairs, 4);
+        assert_eq!(tally.relation, 1);
+        assert_eq!(tally.pairs_found, 2);
+        assert_eq!(tally.relation_found, 1);
+        assert_eq!(tally.relation_percent(), Some(25.0));
+        assert_eq!(tally.pairs_found_percent(), Some(50.0));
+        assert_eq!(tally.relation_found_percent(), Some(50.0));
+    }
 }

@@ -84,7 +84,7 @@ impl ReaderTrainer {
     /// One optimisation step: `images` `(batch, 3, h, w)` in [-1, 1], each
     /// decoded from the unscaled latent at the same index of `latents` and
     /// then distorted. `covered`, shaped like `latents`, is 1 where an
-    /// element's cell is still in the image and 0 where it is not; the loss
+    /// element's cell is still in the image and 0 where it is not. The loss
     /// is the mean squared error over the covered elements.
     pub fn step(
         &mut self,
@@ -145,7 +145,9 @@ pub fn distort_for_reader(
     } else {
         image.clone()
     };
-    if rng.next_uniform() >= mix.geometric {
+    // No draw at all when geometric changes are off, so that such a run
+    // sees the same images as one made before they existed.
+    if mix.geometric <= 0.0 || rng.next_uniform() >= mix.geometric {
         return (out, vec![true; channels * rows * cols]);
     }
     let (attack, hypothesis) = if rng.next_uniform() < 0.75 {
