@@ -9,9 +9,9 @@
 //! the latent watermark (one key, serial i+1 for scene i), which shows
 //! whether the watermark costs any accuracy.
 //!
-//! Besides the accuracies it prints, for scenes of two or more shapes, the
-//! share in which both related shapes were found and the relation accuracy
-//! over those alone, which tells a missing shape from a misplaced one.
+//! For scenes of two or more shapes it also prints the share in which both
+//! related shapes were found, and the relation accuracy over those alone.
+//! The two figures separate a missing shape from a misplaced one.
 
 use std::path::PathBuf;
 
