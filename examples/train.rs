@@ -118,9 +118,19 @@ struct VaeArgs {
 struct DiffusionArgs {
     #[command(flatten)]
     common: Common,
-    /// Run directory of the trained autoencoder.
+    /// Run directory of the trained autoencoder, or an exported model
+    /// whose autoencoder to use.
     #[arg(long)]
     vae: PathBuf,
+    /// Exported model whose text encoder and UNet a new run starts from
+    /// instead of random weights (ignored when the run resumes).
+    #[arg(long)]
+    init: Option<PathBuf>,
+    /// Give the UNet's input convolution two channels holding each latent
+    /// cell's column and row (zeros in the starting weights when --init
+    /// names a model without them).
+    #[arg(long)]
+    coordinate_channels: bool,
     /// Probability of training on the empty prompt instead of the caption.
     #[arg(long, default_value_t = 0.1)]
     caption_dropout: f64,
@@ -133,7 +143,8 @@ struct DiffusionArgs {
 struct ReaderArgs {
     #[command(flatten)]
     common: Common,
-    /// Run directory of the trained autoencoder.
+    /// Run directory of the trained autoencoder, or an exported model
+    /// whose autoencoder to use.
     #[arg(long)]
     vae: PathBuf,
     /// Training scenes, encoded once and cached in the run directory.
@@ -150,13 +161,14 @@ struct ReaderArgs {
 
 #[derive(Args)]
 struct ExportArgs {
-    /// Run directory of the autoencoder.
+    /// Run directory of the autoencoder (or an exported model holding one).
     #[arg(long)]
     vae: PathBuf,
-    /// Run directory of the diffusion stage.
+    /// Run directory of the diffusion stage (or an exported model).
     #[arg(long)]
     diffusion: PathBuf,
-    /// Run directory of the latent reader, if one was trained.
+    /// Run directory of the latent reader (or an exported model holding
+    /// one), if one was trained.
     #[arg(long)]
     reader: Option<PathBuf>,
     /// Output directory for config.json and model.safetensors.
@@ -358,16 +370,72 @@ fn resume(
     }
 }
 
-/// Loads the averaged autoencoder weights of a finished run.
+/// Whether `path` contains an exported model (config.json and
+/// model.safetensors) rather than a run's checkpoints.
+fn is_export(path: &Path) -> bool {
+    path.join("config.json").is_file() && path.join("model.safetensors").is_file()
+}
+
+/// Returns the file a stage's weights are read from: an exported model's
+/// model.safetensors, or the moving average of a run's newest checkpoint.
+fn stage_weights_file(path: &Path) -> anyhow::Result<PathBuf> {
+    if is_export(path) {
+        return Ok(path.join("model.safetensors"));
+    }
+    let folder = checkpoint::latest(path)?
+        .with_context(|| format!("no checkpoint or exported model in {}", path.display()))?;
+    Ok(folder.join("ema.safetensors"))
+}
+
+/// Returns the F32 tensors whose names start with one of `prefixes`, from
+/// a run directory or an exported model (see [`stage_weights_file`]).
+fn stage_tensors(
+    path: &Path,
+    prefixes: &[&str],
+    device: &Device,
+) -> anyhow::Result<HashMap<String, Tensor>> {
+    let file = stage_weights_file(path)?;
+    let tensors: HashMap<String, Tensor> = checkpoint::load_tensors(&file, device)?
+        .into_iter()
+        .filter(|(name, _)| prefixes.iter().any(|p| name.starts_with(p)))
+        .map(|(name, t)| Ok((name, t.to_dtype(DType::F32)?)))
+        .collect::<candle_core::Result<_>>()?;
+    if tensors.is_empty() {
+        bail!(
+            "{} contains no tensor under {prefixes:?}; pass a run directory or exported model that has this stage",
+            file.display()
+        );
+    }
+    Ok(tensors)
+}
+
+/// Loads the averaged autoencoder weights of a finished run, or those of
+/// an exported model.
 fn load_vae(
-    run: &Path,
+    source: &Path,
     device: &Device,
 ) -> anyhow::Result<(AutoEncoderKl, HashMap<String, Tensor>)> {
-    let folder =
-        checkpoint::latest(run)?.with_context(|| format!("no checkpoint in {}", run.display()))?;
-    let tensors = checkpoint::load_tensors(&folder.join("ema.safetensors"), device)?;
+    let tensors = stage_tensors(source, &["vae."], device)?;
     let vb = candle_nn::VarBuilder::from_tensors(tensors.clone(), DType::F32, device);
     Ok((AutoEncoderKl::new(&vae_config(), vb.pp("vae"))?, tensors))
+}
+
+/// The latent scaling factor: an exported model's own, so that a UNet
+/// trained further gets the latents it was trained on, or else measured
+/// on the run's autoencoder.
+fn latent_scaling(
+    source: &Path,
+    vae: &AutoEncoderKl,
+    seed: u64,
+    device: &Device,
+) -> anyhow::Result<f64> {
+    if is_export(source) {
+        let path = source.join("config.json");
+        let config: ModelConfig = serde_json::from_slice(&std::fs::read(&path)?)
+            .with_context(|| format!("parsing {}", path.display()))?;
+        return Ok(config.vae.scaling_factor);
+    }
+    measure_scaling(vae, seed, device)
 }
 
 /// 1 / standard deviation of the autoencoder's latent means over training
@@ -401,7 +469,7 @@ fn vocabulary() -> Vec<String> {
     world::vocabulary().iter().map(|w| w.to_string()).collect()
 }
 
-fn model_config(scaling_factor: f64) -> ModelConfig {
+fn model_config(scaling_factor: f64, coordinate_channels: bool) -> ModelConfig {
     let vocabulary = vocabulary();
     let text_encoder = TextEncoderConfig {
         vocab_size: vocabulary.len() + 4,
@@ -411,7 +479,10 @@ fn model_config(scaling_factor: f64) -> ModelConfig {
         name: MODEL_NAME.into(),
         image_size: IMAGE_SIZE,
         text_encoder,
-        unet: UNetConfig::default(),
+        unet: UNetConfig {
+            coordinate_channels,
+            ..UNetConfig::default()
+        },
         vae: VaeConfig {
             scaling_factor,
             ..vae_config()
@@ -430,9 +501,9 @@ fn train_diffusion(args: &DiffusionArgs) -> anyhow::Result<()> {
     let device = Device::Cpu;
     let common = &args.common;
     let (vae, _) = load_vae(&args.vae, &device)?;
-    let scaling = measure_scaling(&vae, common.seed, &device)?;
+    let scaling = latent_scaling(&args.vae, &vae, common.seed, &device)?;
     println!("latent scaling factor {scaling:.4}");
-    let config = model_config(scaling);
+    let config = model_config(scaling, args.coordinate_channels);
     let settings = DiffusionTraining {
         caption_dropout: args.caption_dropout,
         prediction: config.prediction_type,
@@ -450,6 +521,16 @@ fn train_diffusion(args: &DiffusionArgs) -> anyhow::Result<()> {
         common.seed,
         &device,
     )?;
+    if let Some(init) = &args.init
+        && checkpoint::latest(&common.run)?.is_none()
+    {
+        let tensors = stage_tensors(init, &["text_model.", "unet."], &device)?;
+        let set = trainer.start_from(&tensors)?;
+        println!(
+            "starting from the {set} text encoder and UNet tensors of {}",
+            init.display()
+        );
+    }
     let mut state = resume(
         &common.run,
         "diffusion",
@@ -497,9 +578,7 @@ fn latent_dataset(
     device: &Device,
 ) -> anyhow::Result<LatentDataset> {
     std::fs::create_dir_all(run).with_context(|| format!("creating {}", run.display()))?;
-    let vae_weights = checkpoint::latest(vae_run)?
-        .with_context(|| format!("no checkpoint in {}", vae_run.display()))?
-        .join("ema.safetensors");
+    let vae_weights = stage_weights_file(vae_run)?;
     let path = LatentDataset::cache_path(run, &vae_weights, seed, scenes)
         .with_context(|| format!("reading {}", vae_weights.display()))?;
     if path.exists() {
@@ -594,21 +673,25 @@ fn train_reader(args: &ReaderArgs) -> anyhow::Result<()> {
 fn export(args: &ExportArgs) -> anyhow::Result<()> {
     let device = Device::Cpu;
     let (vae, vae_tensors) = load_vae(&args.vae, &device)?;
-    let diffusion = checkpoint::latest(&args.diffusion)?
-        .with_context(|| format!("no checkpoint in {}", args.diffusion.display()))?;
-    let diffusion_state: RunState =
-        serde_json::from_slice(&std::fs::read(diffusion.join("state.json"))?)?;
-    let scaling = measure_scaling(&vae, diffusion_state.seed, &device)?;
-    let mut config = model_config(scaling);
-    let mut tensors = checkpoint::load_tensors(&diffusion.join("ema.safetensors"), &device)?;
+    let seed = match checkpoint::latest(&args.diffusion)? {
+        Some(folder) => {
+            let state: RunState =
+                serde_json::from_slice(&std::fs::read(folder.join("state.json"))?)?;
+            state.seed
+        }
+        None => 1,
+    };
+    let scaling = latent_scaling(&args.vae, &vae, seed, &device)?;
+    let mut tensors = stage_tensors(&args.diffusion, &["text_model.", "unet."], &device)?;
+    // A UNet trained with coordinate channels has two more inputs.
+    let unet_inputs = match tensors.get("unet.conv_in.weight") {
+        Some(weight) => weight.dim(1)?,
+        None => bail!("{} holds no unet.conv_in.weight", args.diffusion.display()),
+    };
+    let mut config = model_config(scaling, unet_inputs > UNetConfig::default().in_channels);
     tensors.extend(vae_tensors);
     if let Some(reader) = &args.reader {
-        let folder = checkpoint::latest(reader)?
-            .with_context(|| format!("no checkpoint in {}", reader.display()))?;
-        tensors.extend(checkpoint::load_tensors(
-            &folder.join("ema.safetensors"),
-            &device,
-        )?);
+        tensors.extend(stage_tensors(reader, &["latent_reader."], &device)?);
         config.latent_reader = true;
     }
     let tensors: HashMap<String, Tensor> = tensors

@@ -2,6 +2,8 @@
 //! latents: velocity (or noise) regression at uniformly drawn timesteps,
 //! with the caption dropped for classifier-free guidance.
 
+use std::collections::HashMap;
+
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 
@@ -79,6 +81,30 @@ impl DiffusionTrainer {
         })
     }
 
+    /// Replaces the fresh weights with `tensors` (named as exported, e.g.
+    /// `unet.conv_in.weight`) and restarts the moving average from them.
+    /// A convolution that now takes more input channels than the saved one
+    /// gets zeros for the new channels, so a UNet widened with coordinate
+    /// channels starts out computing what the saved one computed. Returns
+    /// the number of variables set.
+    pub fn start_from(&mut self, tensors: &HashMap<String, Tensor>) -> candle_core::Result<usize> {
+        let mut set = 0;
+        for (name, var) in self.adam.vars() {
+            let Some(saved) = tensors.get(name) else {
+                candle_core::bail!(
+                    "starting weights: tensor {name} is missing; export them from a model of the same shape"
+                )
+            };
+            let saved = saved.to_dtype(var.dtype())?.to_device(var.device())?;
+            let value = widen_inputs(&saved, var.dims())
+                .map_err(|e| candle_core::Error::Msg(format!("{name}: {e}")))?;
+            var.set(&value)?;
+            set += 1;
+        }
+        self.ema = Ema::new(self.adam.vars(), self.settings.ema_decay)?;
+        Ok(set)
+    }
+
     /// One optimisation step on clean scaled latents `(batch, c, h, w)`
     /// with one caption each.
     pub fn step<S: AsRef<str>>(
@@ -150,5 +176,139 @@ impl DiffusionTrainer {
             grad_norm,
             lr,
         })
+    }
+}
+
+/// `saved` as a tensor of shape `target`: unchanged when the shapes agree,
+/// or a 4-D convolution weight padded with zeros along its input channels.
+fn widen_inputs(saved: &Tensor, target: &[usize]) -> candle_core::Result<Tensor> {
+    let dims = saved.dims();
+    if dims == target {
+        return Ok(saved.clone());
+    }
+    let widens = dims.len() == 4
+        && target.len() == 4
+        && dims[0] == target[0]
+        && dims[2..] == target[2..]
+        && dims[1] < target[1];
+    if !widens {
+        candle_core::bail!("saved shape {dims:?} does not fit {target:?}")
+    }
+    let extra = Tensor::zeros(
+        (dims[0], target[1] - dims[1], dims[2], dims[3]),
+        saved.dtype(),
+        saved.device(),
+    )?;
+    Tensor::cat(&[saved, &extra], 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::tokenizer::Tokenizer;
+
+    fn trainer(coordinates: bool) -> DiffusionTrainer {
+        let text = TextEncoderConfig {
+            vocab_size: 12,
+            max_position_embeddings: 6,
+            hidden_size: 8,
+            intermediate_size: 16,
+            num_hidden_layers: 1,
+            num_attention_heads: 2,
+            layer_norm_eps: 1e-5,
+            causal: false,
+        };
+        let unet = UNetConfig {
+            in_channels: 4,
+            block_out_channels: vec![8, 8],
+            cross_attention: vec![true, false],
+            layers_per_block: 1,
+            cross_attention_dim: 8,
+            attention_heads: 2,
+            norm_num_groups: 4,
+            coordinate_channels: coordinates,
+        };
+        let tokenizer = Tokenizer::new(&["red".to_string(), "circle".to_string()], 6);
+        let settings = DiffusionTraining {
+            caption_dropout: 0.1,
+            prediction: PredictionType::VPrediction,
+            lr: LrSchedule {
+                peak: 1e-3,
+                floor: 1e-4,
+                warmup_steps: 1,
+                total_steps: 10,
+            },
+            weight_decay: 0.01,
+            max_grad_norm: 1.0,
+            ema_decay: 0.999,
+        };
+        let schedule = NoiseSchedule::cosine(100);
+        DiffusionTrainer::new(&text, &unet, tokenizer, schedule, settings, 3, &Device::Cpu).unwrap()
+    }
+
+    fn predict(trainer: &DiffusionTrainer) -> Tensor {
+        let device = Device::Cpu;
+        let latents = Tensor::arange(0f32, 256.0, &device)
+            .unwrap()
+            .affine(0.01, -1.0)
+            .unwrap()
+            .reshape((1, 4, 8, 8))
+            .unwrap();
+        let ids = Tensor::new(&[[1u32, 4, 5, 2, 0, 0]], &device).unwrap();
+        let t = Tensor::new(&[300f32], &device).unwrap();
+        let context = trainer.text_encoder.forward(&ids).unwrap();
+        trainer.unet.forward(&latents, &t, &context).unwrap()
+    }
+
+    #[test]
+    fn widened_unet_keeps_saved_output() {
+        let plain = trainer(false);
+        let saved: HashMap<String, Tensor> = plain
+            .adam
+            .vars()
+            .iter()
+            .map(|(name, var)| (name.clone(), var.as_tensor().copy().unwrap()))
+            .collect();
+        let mut widened = trainer(true);
+        let before = predict(&widened);
+        assert_eq!(widened.start_from(&saved).unwrap(), saved.len());
+        let after = predict(&widened);
+        let expected = predict(&plain);
+        let diff = |a: &Tensor, b: &Tensor| -> f32 {
+            (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap()
+        };
+        assert!(diff(&after, &expected) < 1e-5, "widened output moved");
+        assert!(
+            diff(&before, &expected) > 1e-3,
+            "fresh weights already matched"
+        );
+        let averaged = &widened.ema.tensors()["unet.conv_in.weight"];
+        assert_eq!(averaged.dims(), &[8, 6, 3, 3]);
+    }
+
+    #[test]
+    fn start_from_names_bad_tensor() {
+        let mut target = trainer(false);
+        let err = target.start_from(&HashMap::new()).unwrap_err().to_string();
+        assert!(err.contains("is missing"), "{err}");
+        let mut saved: HashMap<String, Tensor> = target
+            .adam
+            .vars()
+            .iter()
+            .map(|(name, var)| (name.clone(), var.as_tensor().copy().unwrap()))
+            .collect();
+        saved.insert(
+            "unet.conv_out.weight".into(),
+            Tensor::zeros((5, 8, 3, 3), DType::F32, &Device::Cpu).unwrap(),
+        );
+        let err = target.start_from(&saved).unwrap_err().to_string();
+        assert!(err.contains("unet.conv_out.weight"), "{err}");
     }
 }

@@ -25,6 +25,7 @@ fn unet_config() -> UNetConfig {
         cross_attention_dim: 8,
         attention_heads: 2,
         norm_num_groups: 4,
+        coordinate_channels: true,
     }
 }
 

@@ -36,6 +36,12 @@ pub struct UNetConfig {
     pub attention_heads: usize,
     /// Groups of every group norm.
     pub norm_num_groups: usize,
+    /// Whether `conv_in` also takes two channels containing each cell's
+    /// column and row, from -1 to 1, so that attention can tell where a
+    /// cell lies. Off in the built-in model; `docs/model.md` says what a run
+    /// with them gave.
+    #[serde(default)]
+    pub coordinate_channels: bool,
 }
 
 impl Default for UNetConfig {
@@ -49,6 +55,7 @@ impl Default for UNetConfig {
             cross_attention_dim: 64,
             attention_heads: 4,
             norm_num_groups: 16,
+            coordinate_channels: false,
         }
     }
 }
@@ -127,7 +134,7 @@ impl UNet {
         Ok(Self {
             time_linear_1: nn::linear(c0, temb, true, vb.pp("time_embedding.linear_1"))?,
             time_linear_2: nn::linear(temb, temb, true, vb.pp("time_embedding.linear_2"))?,
-            conv_in: nn::conv2d(cfg.in_channels, c0, 3, 1, 1, vb.pp("conv_in"))?,
+            conv_in: nn::conv2d(cfg.conv_in_channels(), c0, 3, 1, 1, vb.pp("conv_in"))?,
             down_blocks,
             mid_block: MidBlock::new(channels[levels - 1], &shared, vb.pp("mid_block"))?,
             up_blocks,
@@ -159,8 +166,13 @@ impl UNet {
             .time_linear_2
             .forward(&self.time_linear_1.forward(&temb)?.apply(&nn::Silu)?)?;
 
-        // 2. Input convolution.
-        let mut xs = self.conv_in.forward(latents)?;
+        // 2. Input convolution, with the cells' coordinates if configured.
+        let mut xs = if self.config.coordinate_channels {
+            self.conv_in
+                .forward(&Tensor::cat(&[latents, &coordinate_grid(latents)?], 1)?)?
+        } else {
+            self.conv_in.forward(latents)?
+        };
         let mut skips = vec![xs.clone()];
 
         // 3. Contracting path.
@@ -182,6 +194,42 @@ impl UNet {
         self.conv_out
             .forward(&self.conv_norm_out.forward(&xs)?.apply(&nn::Silu)?)
     }
+}
+
+impl UNetConfig {
+    /// Input channels of `conv_in`: the latent's, plus two coordinate
+    /// channels when configured.
+    pub fn conv_in_channels(&self) -> usize {
+        self.in_channels + if self.coordinate_channels { 2 } else { 0 }
+    }
+}
+
+/// Column and row of every cell of `like` `(batch, c, h, w)`, each from -1
+/// at the first cell to 1 at the last: `(batch, 2, h, w)` in its dtype.
+fn coordinate_grid(like: &Tensor) -> Result<Tensor> {
+    let (batch, _, h, w) = like.dims4()?;
+    let axis = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                if n > 1 {
+                    2.0 * i as f32 / (n - 1) as f32 - 1.0
+                } else {
+                    0.0
+                }
+            })
+            .collect()
+    };
+    let (cols, rows) = (axis(w), axis(h));
+    let mut values = Vec::with_capacity(2 * h * w);
+    for _ in 0..h {
+        values.extend_from_slice(&cols);
+    }
+    for &row in &rows {
+        values.extend(std::iter::repeat_n(row, w));
+    }
+    Tensor::from_vec(values, (1, 2, h, w), like.device())?
+        .to_dtype(like.dtype())?
+        .repeat((batch, 1, 1, 1))
 }
 
 /// Sinusoidal timestep features as diffusers' `Timesteps` with
@@ -216,6 +264,7 @@ mod tests {
             cross_attention_dim: 12,
             attention_heads: 2,
             norm_num_groups: 4,
+            coordinate_channels: false,
         }
     }
 
@@ -259,6 +308,40 @@ mod tests {
         ] {
             assert!(data.contains_key(name), "missing {name}");
         }
+    }
+
+    #[test]
+    fn coordinate_channels_widen_conv_in() {
+        let map = VarMap::new();
+        let cfg = UNetConfig {
+            coordinate_channels: true,
+            ..tiny()
+        };
+        let unet = UNet::new(
+            &cfg,
+            VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu),
+        )
+        .unwrap();
+        let weight = map.data().lock().unwrap()["conv_in.weight"]
+            .as_tensor()
+            .clone();
+        assert_eq!(weight.dims(), &[8, 6, 3, 3]);
+        let x = Tensor::zeros((2, 4, 8, 8), DType::F32, &Device::Cpu).unwrap();
+        let t = Tensor::new(&[10f32, 500.0], &Device::Cpu).unwrap();
+        let ctx = Tensor::zeros((2, 5, 12), DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(unet.forward(&x, &t, &ctx).unwrap().dims(), &[2, 4, 8, 8]);
+    }
+
+    #[test]
+    fn coordinate_grid_runs_from_minus_one_to_one() {
+        let like = Tensor::zeros((3, 4, 2, 5), DType::F32, &Device::Cpu).unwrap();
+        let grid = coordinate_grid(&like).unwrap();
+        assert_eq!(grid.dims(), &[3, 2, 2, 5]);
+        let first = grid.get(2).unwrap().to_vec3::<f32>().unwrap();
+        assert_eq!(first[0][0], [-1.0, -0.5, 0.0, 0.5, 1.0]);
+        assert_eq!(first[0][1], first[0][0]);
+        assert_eq!(first[1][0], [-1.0; 5]);
+        assert_eq!(first[1][1], [1.0; 5]);
     }
 
     #[test]
