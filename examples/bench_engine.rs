@@ -68,6 +68,8 @@ fn main() -> anyhow::Result<()> {
         weight_decay: 0.01,
         max_grad_norm: 1.0,
         ema_decay: 0.999,
+        noisy_share: 0.0,
+        noisy_from: 0,
     };
     let mut trainer = DiffusionTrainer::new(
         &text_cfg,

@@ -131,6 +131,13 @@ struct DiffusionArgs {
     /// names a model without them).
     #[arg(long)]
     coordinate_channels: bool,
+    /// Share of examples trained at the noisiest timesteps (from
+    /// --noisy-from on), where an image's layout is decided.
+    #[arg(long, default_value_t = 0.0)]
+    noisy_share: f64,
+    /// First training timestep counted as noisiest (of 1,000).
+    #[arg(long, default_value_t = 600)]
+    noisy_from: usize,
     /// Probability of training on the empty prompt instead of the caption.
     #[arg(long, default_value_t = 0.1)]
     caption_dropout: f64,
@@ -511,6 +518,8 @@ fn train_diffusion(args: &DiffusionArgs) -> anyhow::Result<()> {
         weight_decay: 0.01,
         max_grad_norm: 1.0,
         ema_decay: 0.999,
+        noisy_share: args.noisy_share,
+        noisy_from: args.noisy_from,
     };
     let mut trainer = DiffusionTrainer::new(
         &config.text_encoder,

@@ -31,6 +31,13 @@ pub struct DiffusionTraining {
     pub max_grad_norm: f64,
     /// Decay of the weights' moving average.
     pub ema_decay: f64,
+    /// Share of examples whose timestep is drawn from
+    /// `noisy_from..train_steps`, the noisiest steps, where an image's
+    /// layout is decided. The rest are drawn from every step. At 0 the
+    /// random stream is the one the built-in model was trained with.
+    pub noisy_share: f64,
+    /// First timestep of the noisiest part; see `noisy_share`.
+    pub noisy_from: usize,
 }
 
 /// A text encoder and UNet being trained together.
@@ -133,7 +140,7 @@ impl DiffusionTrainer {
 
         // 2. Timesteps and noise.
         let steps = self.schedule.train_steps() as u64;
-        let timesteps: Vec<usize> = (0..batch).map(|_| rng.next_below(steps) as usize).collect();
+        let timesteps = draw_timesteps(&mut rng, batch, steps, &self.settings);
         let signal: Vec<f32> = timesteps
             .iter()
             .map(|&t| self.schedule.alpha_bar(t).sqrt() as f32)
@@ -179,6 +186,28 @@ impl DiffusionTrainer {
     }
 }
 
+/// Draws `batch` training timesteps below `steps`: a share
+/// `settings.noisy_share` from `settings.noisy_from` on, the rest from
+/// every step.
+fn draw_timesteps(
+    rng: &mut NoiseStream,
+    batch: usize,
+    steps: u64,
+    settings: &DiffusionTraining,
+) -> Vec<usize> {
+    let noisy_from = (settings.noisy_from as u64).min(steps - 1);
+    (0..batch)
+        .map(|_| {
+            let noisy = settings.noisy_share > 0.0 && rng.next_uniform() < settings.noisy_share;
+            if noisy {
+                (noisy_from + rng.next_below(steps - noisy_from)) as usize
+            } else {
+                rng.next_below(steps) as usize
+            }
+        })
+        .collect()
+}
+
 /// `saved` as a tensor of shape `target`: unchanged when the shapes agree,
 /// or a 4-D convolution weight padded with zeros along its input channels.
 fn widen_inputs(saved: &Tensor, target: &[usize]) -> candle_core::Result<Tensor> {
@@ -192,7 +221,9 @@ fn widen_inputs(saved: &Tensor, target: &[usize]) -> candle_core::Result<Tensor>
         && dims[2..] == target[2..]
         && dims[1] < target[1];
     if !widens {
-        candle_core::bail!("saved shape {dims:?} does not fit {target:?}")
+        candle_core::bail!(
+            "saved shape {dims:?} does not fit {target:?}; start from a model of the same shape"
+        )
     }
     let extra = Tensor::zeros(
         (dims[0], target[1] - dims[1], dims[2], dims[3]),
@@ -241,6 +272,8 @@ mod tests {
             weight_decay: 0.01,
             max_grad_norm: 1.0,
             ema_decay: 0.999,
+            noisy_share: 0.0,
+            noisy_from: 0,
         };
         let schedule = NoiseSchedule::cosine(100);
         DiffusionTrainer::new(&text, &unet, tokenizer, schedule, settings, 3, &Device::Cpu).unwrap()
@@ -291,6 +324,31 @@ mod tests {
         );
         let averaged = &widened.ema.tensors()["unet.conv_in.weight"];
         assert_eq!(averaged.dims(), &[8, 6, 3, 3]);
+    }
+
+    #[test]
+    fn noisy_share_moves_timesteps_up() {
+        let mut settings = trainer(false).settings;
+        let mut uniform = NoiseStream::with_domain(b"timesteps", 9);
+        let plain = draw_timesteps(&mut uniform, 400, 1000, &settings);
+        let mut reference = NoiseStream::with_domain(b"timesteps", 9);
+        let expected: Vec<usize> = (0..400)
+            .map(|_| reference.next_below(1000) as usize)
+            .collect();
+        assert_eq!(plain, expected, "share 0 must keep the uniform stream");
+
+        settings.noisy_share = 1.0;
+        settings.noisy_from = 600;
+        let mut rng = NoiseStream::with_domain(b"timesteps", 9);
+        let noisy = draw_timesteps(&mut rng, 400, 1000, &settings);
+        assert!(noisy.iter().all(|&t| (600..1000).contains(&t)), "{noisy:?}");
+
+        settings.noisy_share = 0.5;
+        let mut rng = NoiseStream::with_domain(b"timesteps", 9);
+        let mixed = draw_timesteps(&mut rng, 400, 1000, &settings);
+        let high = mixed.iter().filter(|&&t| t >= 600).count();
+        // Expected share 0.5 + 0.5 * 0.4 = 0.7 of 400, with a standard deviation of about 9.
+        assert!((240..320).contains(&high), "{high} of 400 at or above 600");
     }
 
     #[test]
