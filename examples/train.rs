@@ -377,7 +377,7 @@ fn resume(
     }
 }
 
-/// Whether `path` contains an exported model (config.json and
+/// Checks whether `path` contains an exported model (config.json and
 /// model.safetensors) rather than a run's checkpoints.
 fn is_export(path: &Path) -> bool {
     path.join("config.json").is_file() && path.join("model.safetensors").is_file()
@@ -427,7 +427,7 @@ fn load_vae(
     Ok((AutoEncoderKl::new(&vae_config(), vb.pp("vae"))?, tensors))
 }
 
-/// The latent scaling factor: an exported model's own, so that a UNet
+/// Returns the latent scaling factor: an exported model's own, so that a UNet
 /// trained further gets the latents it was trained on, or else measured
 /// on the run's autoencoder.
 fn latent_scaling(
@@ -695,7 +695,10 @@ fn export(args: &ExportArgs) -> anyhow::Result<()> {
     // A UNet trained with coordinate channels has two more inputs.
     let unet_inputs = match tensors.get("unet.conv_in.weight") {
         Some(weight) => weight.dim(1)?,
-        None => bail!("{} holds no unet.conv_in.weight", args.diffusion.display()),
+        None => bail!(
+            "{} contains no unet.conv_in.weight; pass a diffusion run or an exported model",
+            args.diffusion.display()
+        ),
     };
     let mut config = model_config(scaling, unet_inputs > UNetConfig::default().in_channels);
     tensors.extend(vae_tensors);

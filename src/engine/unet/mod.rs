@@ -38,7 +38,7 @@ pub struct UNetConfig {
     pub norm_num_groups: usize,
     /// Whether `conv_in` also takes two channels containing each cell's
     /// column and row, from -1 to 1, so that attention can tell where a
-    /// cell lies. Off in the built-in model; `docs/model.md` says what a run
+    /// cell lies. Off in the built-in model; `docs/model.md` reports what a run
     /// with them gave.
     #[serde(default)]
     pub coordinate_channels: bool,
