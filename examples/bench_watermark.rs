@@ -151,6 +151,7 @@ fn generate(
     let options = SampleOptions {
         steps: config.default_steps,
         guidance: config.default_guidance,
+        layout: true,
     };
     let mut sampler = SceneSampler::new(seed_base);
     let mut images = Vec::with_capacity(ids.len());

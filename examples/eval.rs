@@ -17,6 +17,7 @@ use std::path::PathBuf;
 
 use candle_core::Tensor;
 use clap::Parser;
+use mmgen::engine::layout::LayoutGuidance;
 use mmgen::engine::{Model, SampleOptions, builtin};
 use mmgen::eval::{Tally, evaluate};
 use mmgen::watermark::{WatermarkKey, initial_latent, plain_latent};
@@ -46,6 +47,22 @@ struct Args {
     /// Classifier-free guidance scale; the model's default when absent.
     #[arg(long)]
     guidance: Option<f64>,
+    /// Sample from the prompt text alone, without the model's layout
+    /// guidance.
+    #[arg(long)]
+    no_layout: bool,
+    /// Layout guidance strength, replacing the model's.
+    #[arg(long)]
+    layout_strength: Option<f64>,
+    /// Share of the sampling steps that carry layout guidance.
+    #[arg(long)]
+    layout_share: Option<f64>,
+    /// Candidate layouts per prompt.
+    #[arg(long)]
+    layout_candidates: Option<usize>,
+    /// Share of the sampling steps that probe where the noise puts colours.
+    #[arg(long)]
+    layout_probe: Option<f64>,
 }
 
 /// Formats a percentage, or "-" when nothing was counted.
@@ -61,14 +78,9 @@ fn generate(
     captions: &[String],
     noise_seeds: &[u64],
     key: Option<&WatermarkKey>,
-    guidance: Option<f64>,
+    options: &SampleOptions,
 ) -> anyhow::Result<Vec<image::RgbImage>> {
-    let config = model.config();
-    let (c, h, w) = config.latent_shape();
-    let options = SampleOptions {
-        steps: config.default_steps,
-        guidance: guidance.unwrap_or(config.default_guidance),
-    };
+    let (c, h, w) = model.config().latent_shape();
     let mut images = Vec::with_capacity(captions.len());
     let len = c * h * w;
     for (chunk, (prompts, seeds)) in captions
@@ -85,7 +97,7 @@ fn generate(
             })
             .collect();
         let noise = Tensor::from_vec(noise, (seeds.len(), c, h, w), model.device())?;
-        let latents = model.sample(&noise, prompts, &options, &mut |_| {})?;
+        let latents = model.sample(&noise, prompts, options, &mut |_| {})?;
         images.extend(model.decode_latents(&latents)?);
     }
     Ok(images)
@@ -94,7 +106,33 @@ fn generate(
 fn main() -> anyhow::Result<()> {
     mmgen::alloc::retain_freed_pages();
     let args = Args::parse();
-    let model = builtin::load_dir_or_builtin(args.model.as_deref())?;
+    let mut model = builtin::load_dir_or_builtin(args.model.as_deref())?;
+    let overrides = [args.layout_strength, args.layout_share, args.layout_probe];
+    if overrides.iter().any(Option::is_some) || args.layout_candidates.is_some() {
+        let mut layout = model.config().layout_guidance.unwrap_or(LayoutGuidance {
+            strength: 0.0,
+            share: 0.0,
+            candidates: 1,
+            probe: 0.0,
+        });
+        layout.strength = args.layout_strength.unwrap_or(layout.strength);
+        layout.share = args.layout_share.unwrap_or(layout.share);
+        layout.candidates = args.layout_candidates.unwrap_or(layout.candidates);
+        layout.probe = args.layout_probe.unwrap_or(layout.probe);
+        model.set_layout_guidance(Some(layout))?;
+    }
+    let options = SampleOptions {
+        steps: model.config().default_steps,
+        guidance: args.guidance.unwrap_or(model.config().default_guidance),
+        layout: !args.no_layout,
+    };
+    let layout = match model.config().layout_guidance.filter(|_| options.layout) {
+        Some(g) => format!(
+            "layout strength {} share {} candidates {} probe {}",
+            g.strength, g.share, g.candidates, g.probe
+        ),
+        None => "no layout guidance".to_string(),
+    };
     let split = if args.train_split {
         Split::Train
     } else {
@@ -112,11 +150,11 @@ fn main() -> anyhow::Result<()> {
 
     let key = args.watermark.then(|| WatermarkKey::new([7u8; 32]));
     println!(
-        "{} {split:?} scenes, seed {}, model {}, guidance {}, {}",
+        "{} {split:?} scenes, seed {}, model {}, guidance {}, {layout}, {}",
         args.prompts,
         args.seed,
         model.config().name,
-        args.guidance.unwrap_or(model.config().default_guidance),
+        options.guidance,
         if key.is_some() {
             "watermarked"
         } else {
@@ -129,7 +167,7 @@ fn main() -> anyhow::Result<()> {
     );
     for language in [Language::English, Language::Chinese] {
         let captions: Vec<String> = specs.iter().map(|s| caption(s, language)).collect();
-        let images = generate(&model, &captions, &noise_seeds, key.as_ref(), args.guidance)?;
+        let images = generate(&model, &captions, &noise_seeds, key.as_ref(), &options)?;
         let mut tally = Tally::default();
         for (image, spec) in images.iter().zip(&specs) {
             tally.add(&evaluate(image, spec)?);

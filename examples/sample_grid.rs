@@ -1,14 +1,16 @@
 //! Draws a grid of samples from a model, one row per prompt and one column
 //! per seed, to look at what the model follows.
 //!
-//! Run: `cargo run --release --example sample_grid -- OUT.png [MODEL_DIR|builtin] [GUIDANCE]`
-//! (without MODEL_DIR, the built-in model; without GUIDANCE, the model's default).
+//! Run: `cargo run --release --example sample_grid -- OUT.png [MODEL_DIR|builtin] [GUIDANCE]
+//! [LAYOUT_STRENGTH LAYOUT_SHARE]` (without MODEL_DIR, the built-in model; without the
+//! others, the model's defaults).
 
 use std::path::Path;
 
 use anyhow::Context;
 use candle_core::{Device, Tensor};
 use image::RgbImage;
+use mmgen::engine::layout::LayoutGuidance;
 use mmgen::engine::{SampleOptions, builtin};
 use mmgen::watermark::plain_latent;
 
@@ -28,11 +30,23 @@ const SEEDS: u64 = 6;
 fn main() -> anyhow::Result<()> {
     mmgen::alloc::retain_freed_pages();
     let args: Vec<String> = std::env::args().collect();
-    let out = args
-        .get(1)
-        .context("usage: sample_grid OUT.png [MODEL_DIR]")?;
+    let out = args.get(1).context(
+        "usage: sample_grid OUT.png [MODEL_DIR] [GUIDANCE] [LAYOUT_STRENGTH LAYOUT_SHARE]",
+    )?;
     let dir = args.get(2).filter(|dir| *dir != "builtin").map(Path::new);
-    let model = builtin::load_dir_or_builtin(dir)?;
+    let mut model = builtin::load_dir_or_builtin(dir)?;
+    if let (Some(strength), Some(share)) = (args.get(4), args.get(5)) {
+        model.set_layout_guidance(Some(LayoutGuidance {
+            strength: strength
+                .parse()
+                .with_context(|| format!("invalid layout strength {strength:?}"))?,
+            share: share
+                .parse()
+                .with_context(|| format!("invalid layout share {share:?}"))?,
+            candidates: 16,
+            probe: 0.2,
+        }))?;
+    }
     let config = model.config().clone();
     let (c, h, w) = config.latent_shape();
     let options = SampleOptions {
@@ -43,6 +57,7 @@ fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("invalid guidance {text:?}"))?,
             None => config.default_guidance,
         },
+        layout: true,
     };
     let edge = config.image_size as u32;
     let mut grid = RgbImage::new(edge * SEEDS as u32, edge * PROMPTS.len() as u32);

@@ -20,6 +20,7 @@ use candle_core::{DType, Device, Tensor};
 use clap::{Args, Parser, Subcommand};
 use image::RgbImage;
 use mmgen::engine::clip::TextEncoderConfig;
+use mmgen::engine::layout::LayoutGuidance;
 use mmgen::engine::model::{ModelConfig, images_to_tensor, tensor_to_images};
 use mmgen::engine::schedule::{NoiseSchedule, PredictionType};
 use mmgen::engine::unet::UNetConfig;
@@ -41,6 +42,14 @@ const MODEL_NAME: &str = "mmgen-shapes-2";
 /// DDIM inversion steps of detection, chosen from the detection-against-
 /// steps curve in docs/benchmarks.md.
 const DEFAULT_INVERSION_STEPS: usize = 10;
+
+/// Layout guidance of exported models (see `engine::layout`).
+const DEFAULT_LAYOUT_GUIDANCE: LayoutGuidance = LayoutGuidance {
+    strength: 20.0,
+    share: 0.4,
+    candidates: 16,
+    probe: 0.2,
+};
 /// Edge of the images, in pixels.
 const IMAGE_SIZE: usize = 64;
 /// Steps of the training noise schedule.
@@ -501,6 +510,7 @@ fn model_config(scaling_factor: f64, coordinate_channels: bool) -> ModelConfig {
         default_guidance: 3.0,
         latent_reader: false,
         inversion_steps: Some(DEFAULT_INVERSION_STEPS),
+        layout_guidance: Some(DEFAULT_LAYOUT_GUIDANCE),
     }
 }
 

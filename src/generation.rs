@@ -124,6 +124,7 @@ pub fn generate(
     let options = SampleOptions {
         steps: request.steps.unwrap_or(config.default_steps),
         guidance: request.guidance.unwrap_or(config.default_guidance),
+        layout: true,
     };
     validate(request, &options)?;
     if let Some(output) = &request.output {
@@ -441,6 +442,7 @@ mod tests {
         let options = SampleOptions {
             steps: config.default_steps,
             guidance: config.default_guidance,
+            layout: true,
         };
         let latents = initial_latents(model, key, &[serial], &[seed]).unwrap();
         let clean = model

@@ -5,6 +5,7 @@ pub mod builtin;
 pub mod clip;
 pub mod ddim;
 pub mod init;
+pub mod layout;
 pub mod model;
 pub mod nn;
 pub mod ops;

@@ -10,6 +10,8 @@ use image::RgbImage;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::layout::LayoutGuidance;
+
 use super::EngineError;
 use super::clip::{TextEncoder, TextEncoderConfig};
 use super::schedule::{NoiseSchedule, PredictionType};
@@ -50,6 +52,11 @@ pub struct ModelConfig {
     /// none. When absent, detection uses the sampling steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inversion_steps: Option<usize>,
+    /// Layout guidance for prompts that read as scenes of the procedural
+    /// world (see `engine::layout`). When absent, sampling uses the prompt
+    /// text alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout_guidance: Option<LayoutGuidance>,
 }
 
 impl ModelConfig {
@@ -170,6 +177,19 @@ impl Model {
     /// The model's configuration.
     pub fn config(&self) -> &ModelConfig {
         &self.config
+    }
+
+    /// Replaces the layout guidance of the configuration, for experiments
+    /// that compare settings on one set of weights.
+    pub fn set_layout_guidance(
+        &mut self,
+        guidance: Option<LayoutGuidance>,
+    ) -> Result<(), EngineError> {
+        if let Some(guidance) = &guidance {
+            guidance.validate()?;
+        }
+        self.config.layout_guidance = guidance;
+        Ok(())
     }
 
     /// SHA-256 of the safetensors file the weights came from.

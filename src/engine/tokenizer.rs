@@ -105,6 +105,12 @@ impl Tokenizer {
         }
     }
 
+    /// Splits text into the words that `encode` looks up, in order: word
+    /// `i` becomes token `i + 1`, after BOS, unless the prompt is cut.
+    pub fn words(&self, text: &str) -> Vec<String> {
+        self.pieces(text)
+    }
+
     /// Splits text into vocabulary-sized pieces.
     fn pieces(&self, text: &str) -> Vec<String> {
         let lower = text.to_lowercase();

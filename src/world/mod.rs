@@ -8,9 +8,11 @@
 //! combinations the model has not seen. Every surface carries a smooth
 //! grain (see `texture.rs` for why).
 
+mod parse;
 mod render;
 mod texture;
 
+pub use parse::{NamedObject, ParsedPrompt, parse_words};
 pub use render::render;
 pub use texture::Texture;
 
@@ -453,11 +455,7 @@ impl SceneSampler {
         Object {
             shape: SHAPES[self.rng.next_below(4) as usize],
             colour: COLOURS[self.rng.next_below(8) as usize],
-            size: if self.rng.next_below(2) == 0 {
-                Size::Small
-            } else {
-                Size::Large
-            },
+            size: self.draw_size(),
         }
     }
 
@@ -519,6 +517,16 @@ impl SceneSampler {
                 angle: self.angle(),
             },
         ]
+    }
+
+    /// Draws a size, each one equally likely, for objects whose size a
+    /// prompt leaves open.
+    pub fn draw_size(&mut self) -> Size {
+        if self.rng.next_below(2) == 0 {
+            Size::Small
+        } else {
+            Size::Large
+        }
     }
 
     fn radius(&mut self, size: Size) -> f32 {

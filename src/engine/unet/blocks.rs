@@ -99,13 +99,14 @@ impl DownBlock {
         xs: &Tensor,
         temb: &Tensor,
         context: &Tensor,
+        regions: Option<&Tensor>,
     ) -> Result<(Tensor, Vec<Tensor>)> {
         let mut xs = xs.clone();
         let mut skips = Vec::with_capacity(self.resnets.len() + 1);
         for (i, resnet) in self.resnets.iter().enumerate() {
             xs = resnet.forward(&xs, Some(temb))?;
             if let Some(attention) = self.attentions.get(i) {
-                xs = attention.forward(&xs, context)?;
+                xs = attention.forward(&xs, context, regions)?;
             }
             skips.push(xs.clone());
         }
@@ -142,9 +143,15 @@ impl MidBlock {
     }
 
     /// Applies the block.
-    pub fn forward(&self, xs: &Tensor, temb: &Tensor, context: &Tensor) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        xs: &Tensor,
+        temb: &Tensor,
+        context: &Tensor,
+        regions: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let xs = self.first.forward(xs, Some(temb))?;
-        let xs = self.attention.forward(&xs, context)?;
+        let xs = self.attention.forward(&xs, context, regions)?;
         self.second.forward(&xs, Some(temb))
     }
 }
@@ -231,6 +238,7 @@ impl UpBlock {
         skips: &mut Vec<Tensor>,
         temb: &Tensor,
         context: &Tensor,
+        regions: Option<&Tensor>,
     ) -> Result<Tensor> {
         let mut xs = xs.clone();
         for (i, resnet) in self.resnets.iter().enumerate() {
@@ -239,7 +247,7 @@ impl UpBlock {
             };
             xs = resnet.forward(&Tensor::cat(&[&xs, &skip], 1)?, Some(temb))?;
             if let Some(attention) = self.attentions.get(i) {
-                xs = attention.forward(&xs, context)?;
+                xs = attention.forward(&xs, context, regions)?;
             }
         }
         if let Some(conv) = &self.upsampler {

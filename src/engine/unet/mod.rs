@@ -159,6 +159,20 @@ impl UNet {
         timesteps: &Tensor,
         context: &Tensor,
     ) -> Result<Tensor> {
+        self.forward_with_regions(latents, timesteps, context, None)
+    }
+
+    /// Like `forward`, with `regions` `(batch, len, h, w)` added to every
+    /// cross-attention logit: entry `(b, j, y, x)` is added to the score of
+    /// text token `j` for latent cell `(y, x)`, averaged over the cells
+    /// that each coarser level merges.
+    pub fn forward_with_regions(
+        &self,
+        latents: &Tensor,
+        timesteps: &Tensor,
+        context: &Tensor,
+        regions: Option<&Tensor>,
+    ) -> Result<Tensor> {
         // 1. Timestep embedding.
         let temb = timestep_embedding(timesteps, self.config.block_out_channels[0])?
             .to_dtype(latents.dtype())?;
@@ -177,17 +191,17 @@ impl UNet {
 
         // 3. Contracting path.
         for block in &self.down_blocks {
-            let (out, block_skips) = block.forward(&xs, &temb, context)?;
+            let (out, block_skips) = block.forward(&xs, &temb, context, regions)?;
             xs = out;
             skips.extend(block_skips);
         }
 
         // 4. Middle.
-        xs = self.mid_block.forward(&xs, &temb, context)?;
+        xs = self.mid_block.forward(&xs, &temb, context, regions)?;
 
         // 5. Expanding path.
         for block in &self.up_blocks {
-            xs = block.forward(&xs, &mut skips, &temb, context)?;
+            xs = block.forward(&xs, &mut skips, &temb, context, regions)?;
         }
 
         // 6. Output head.
@@ -281,6 +295,50 @@ mod tests {
         let ctx = Tensor::zeros((2, 5, 12), DType::F32, &Device::Cpu).unwrap();
         let out = unet.forward(&x, &t, &ctx).unwrap();
         assert_eq!(out.dims(), &[2, 4, 8, 8]);
+    }
+
+    #[test]
+    fn region_biases_steer_cross_attention() {
+        let map = VarMap::new();
+        let unet = UNet::new(
+            &tiny(),
+            VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu),
+        )
+        .unwrap();
+        let ramp = |n: usize, scale: f32| -> Vec<f32> {
+            (0..n).map(|i| ((i as f32) * scale).sin()).collect()
+        };
+        let x = Tensor::from_vec(ramp(256, 0.3), (1, 4, 8, 8), &Device::Cpu).unwrap();
+        let t = Tensor::new(&[400f32], &Device::Cpu).unwrap();
+        let ctx = Tensor::from_vec(ramp(60, 0.7), (1, 5, 12), &Device::Cpu).unwrap();
+        let plain = unet.forward(&x, &t, &ctx).unwrap();
+        let zero = Tensor::zeros((1, 5, 8, 8), DType::F32, &Device::Cpu).unwrap();
+        let unbiased = unet
+            .forward_with_regions(&x, &t, &ctx, Some(&zero))
+            .unwrap();
+        let gap = |a: &Tensor, b: &Tensor| {
+            (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        assert!(gap(&plain, &unbiased) < 1e-6);
+        let mut values = vec![0f32; 5 * 64];
+        values[2 * 64..3 * 64].fill(-6.0);
+        let biased = Tensor::from_vec(values, (1, 5, 8, 8), &Device::Cpu).unwrap();
+        let steered = unet
+            .forward_with_regions(&x, &t, &ctx, Some(&biased))
+            .unwrap();
+        assert!(gap(&plain, &steered) > 1e-4);
+        let coarse = Tensor::zeros((1, 5, 6, 6), DType::F32, &Device::Cpu).unwrap();
+        let err = unet
+            .forward_with_regions(&x, &t, &ctx, Some(&coarse))
+            .unwrap_err();
+        assert!(err.to_string().contains("6x6"), "{err}");
     }
 
     #[test]

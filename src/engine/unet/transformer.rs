@@ -30,14 +30,31 @@ impl Attention {
         })
     }
 
-    /// Attends from `xs` to `context` (or to itself when `None`).
-    pub fn forward(&self, xs: &Tensor, context: Option<&Tensor>) -> Result<Tensor> {
+    /// Attends from `xs` to `context` (or to itself when `None`), with
+    /// `bias` `(batch, query_len, key_len)` added to every head's scores.
+    pub fn forward(
+        &self,
+        xs: &Tensor,
+        context: Option<&Tensor>,
+        bias: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let context = context.unwrap_or(xs);
         let q = self.to_q.forward(xs)?;
         let k = self.to_k.forward(context)?;
         let v = self.to_v.forward(context)?;
+        let bias = match bias {
+            Some(bias) => {
+                let (batch, q_len, kv_len) = bias.dims3()?;
+                Some(
+                    bias.unsqueeze(1)?
+                        .broadcast_as((batch, self.heads, q_len, kv_len))?
+                        .reshape((batch * self.heads, q_len, kv_len))?,
+                )
+            }
+            None => None,
+        };
         self.to_out
-            .forward(&nn::attention(&q, &k, &v, self.heads, None)?)
+            .forward(&nn::attention(&q, &k, &v, self.heads, bias.as_ref())?)
     }
 }
 
@@ -67,12 +84,12 @@ impl BasicTransformerBlock {
         })
     }
 
-    fn forward(&self, xs: &Tensor, context: &Tensor) -> Result<Tensor> {
-        let xs = (xs + self.attn1.forward(&self.norm1.forward(xs)?, None)?)?;
+    fn forward(&self, xs: &Tensor, context: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        let xs = (xs + self.attn1.forward(&self.norm1.forward(xs)?, None, None)?)?;
         let xs = (&xs
             + self
                 .attn2
-                .forward(&self.norm2.forward(&xs)?, Some(context))?)?;
+                .forward(&self.norm2.forward(&xs)?, Some(context), bias)?)?;
         let projected = self.ff_proj.forward(&self.norm3.forward(&xs)?)?;
         let ff = self.ff_out.forward(&nn::geglu(&projected)?)?;
         xs + ff
@@ -111,17 +128,44 @@ impl Transformer2D {
         })
     }
 
-    /// `xs`: `(batch, channels, height, width)`; `context`: `(batch, len, context_dim)`.
-    pub fn forward(&self, xs: &Tensor, context: &Tensor) -> Result<Tensor> {
+    /// `xs`: `(batch, channels, height, width)`; `context`: `(batch, len,
+    /// context_dim)`; `regions`: `(batch, len, h, w)` cross-attention
+    /// biases on a grid that `height` and `width` divide (see
+    /// `UNet::forward_with_regions`).
+    pub fn forward(
+        &self,
+        xs: &Tensor,
+        context: &Tensor,
+        regions: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let (batch, channels, height, width) = xs.dims4()?;
+        let bias = match regions {
+            Some(regions) => Some(region_bias(regions, height, width)?),
+            None => None,
+        };
         let h = self.norm.forward(xs)?;
         let h = h.flatten_from(2)?.transpose(1, 2)?;
         let h = self.proj_in.forward(&h)?;
-        let h = self.block.forward(&h, context)?;
+        let h = self.block.forward(&h, context, bias.as_ref())?;
         let h = self.proj_out.forward(&h)?;
         let h = h
             .transpose(1, 2)?
             .reshape((batch, channels, height, width))?;
         h + xs
     }
+}
+
+/// Averages `(batch, len, h, w)` region biases down to `height x width`
+/// and lays them out as `(batch, height * width, len)` attention biases.
+fn region_bias(regions: &Tensor, height: usize, width: usize) -> Result<Tensor> {
+    let (_, _, h, w) = regions.dims4()?;
+    if h % height != 0 || w % width != 0 || h / height != w / width {
+        candle_core::bail!("regions of {h}x{w} do not pool to a {height}x{width} feature map");
+    }
+    let pooled = if h == height {
+        regions.clone()
+    } else {
+        regions.avg_pool2d(h / height)?
+    };
+    pooled.flatten_from(2)?.transpose(1, 2)?.contiguous()
 }
