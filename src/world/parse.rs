@@ -2,11 +2,12 @@
 //! language, so that generation can plan where each shape goes.
 //!
 //! The reading is lenient. An object is an optional size, a colour and a
-//! shape, in that order and next to each other. The first relation word
-//! anywhere in the prompt relates the first object to the second, which is
-//! how both languages' captions put it ("A above B", "A在B的上方"). Other
-//! words are skipped, so "a red circle above a blue square" reads the same
-//! as the world's own caption with its sizes left out.
+//! shape, in that order, next to each other or joined by "的". The first
+//! relation word anywhere in the prompt relates the first object to the
+//! second, which is how both languages' captions put it ("A above B",
+//! "A在B的上方"). Other words are skipped, so "a red circle above a blue
+//! square" reads the same as the world's own caption with its sizes left
+//! out.
 
 use std::ops::Range;
 
@@ -19,7 +20,8 @@ pub struct NamedObject {
     pub colour: Colour,
     /// `None` when the prompt gives no size.
     pub size: Option<Size>,
-    /// Indices into the word list: size (if any), colour and shape.
+    /// Indices into the word list: size (if any), colour and shape, with
+    /// any "的" between them.
     pub words: Range<usize>,
 }
 
@@ -89,19 +91,29 @@ pub fn parse_words<S: AsRef<str>>(words: &[S]) -> Option<ParsedPrompt> {
 
 fn object_at<'a>(word: &impl Fn(usize) -> Option<&'a str>, start: usize) -> Option<NamedObject> {
     let size = word(start).and_then(size_named);
-    let colour_at = start + usize::from(size.is_some());
+    let mut next = start + usize::from(size.is_some());
+    if size.is_some() {
+        next = skip_particle(word, next);
+    }
     let colour = COLOURS
         .into_iter()
-        .find(|c| word(colour_at).is_some_and(|w| w == c.english() || w == c.chinese()))?;
+        .find(|c| word(next).is_some_and(|w| w == c.english() || w == c.chinese()))?;
+    next = skip_particle(word, next + 1);
     let shape = SHAPES
         .into_iter()
-        .find(|s| word(colour_at + 1).is_some_and(|w| w == s.english() || w == s.chinese()))?;
+        .find(|s| word(next).is_some_and(|w| w == s.english() || w == s.chinese()))?;
     Some(NamedObject {
         shape,
         colour,
         size,
-        words: start..colour_at + 2,
+        words: start..next + 1,
     })
+}
+
+/// Steps over a "的" at `i`, which Chinese may put between an object's
+/// size, colour and shape ("红色的圆").
+fn skip_particle<'a>(word: &impl Fn(usize) -> Option<&'a str>, i: usize) -> usize {
+    if word(i) == Some("的") { i + 1 } else { i }
 }
 
 fn size_named(word: &str) -> Option<Size> {
@@ -172,6 +184,22 @@ mod tests {
             .map(|o| list[o.words.clone()].iter().map(String::as_str).collect())
             .collect();
         assert_eq!(named, [["大", "红色", "圆"], ["小", "蓝色", "正方形"]]);
+    }
+
+    #[test]
+    fn chinese_particle_may_join_words() {
+        let list = words("一个红色的圆在大的蓝色正方形的上方");
+        let parsed = parse_words(&list).unwrap();
+        assert_eq!(parsed.relation, Some(Relation::Above));
+        assert_eq!(parsed.objects.len(), 2);
+        assert_eq!(parsed.objects[0].colour, Colour::Red);
+        assert_eq!(parsed.objects[0].shape, Shape::Circle);
+        assert_eq!(parsed.objects[1].size, Some(Size::Large));
+        assert_eq!(parsed.objects[1].shape, Shape::Square);
+        assert_eq!(
+            list[parsed.objects[1].words.clone()],
+            ["大", "的", "蓝色", "正方形"]
+        );
     }
 
     #[test]
