@@ -129,9 +129,9 @@ fn relation_at<'a>(
     word: &impl Fn(usize) -> Option<&'a str>,
     i: usize,
 ) -> Option<(Relation, usize)> {
-    let here = word(i)?;
+    let current = word(i)?;
     RELATIONS.into_iter().find_map(|r| {
-        if here == r.chinese() {
+        if current == r.chinese() {
             return Some((r, 1));
         }
         let english: Vec<&str> = r.english().split(' ').collect();

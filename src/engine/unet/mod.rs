@@ -312,6 +312,7 @@ mod tests {
         let t = Tensor::new(&[400f32], &Device::Cpu).unwrap();
         let ctx = Tensor::from_vec(ramp(60, 0.7), (1, 5, 12), &Device::Cpu).unwrap();
         let plain = unet.forward(&x, &t, &ctx).unwrap();
+
         let zero = Tensor::zeros((1, 5, 8, 8), DType::F32, &Device::Cpu).unwrap();
         let unbiased = unet
             .forward_with_regions(&x, &t, &ctx, Some(&zero))
@@ -327,6 +328,7 @@ mod tests {
                 .unwrap()
         };
         assert!(gap(&plain, &unbiased) < 1e-6);
+
         let mut values = vec![0f32; 5 * 64];
         values[2 * 64..3 * 64].fill(-6.0);
         let biased = Tensor::from_vec(values, (1, 5, 8, 8), &Device::Cpu).unwrap();
@@ -334,6 +336,7 @@ mod tests {
             .forward_with_regions(&x, &t, &ctx, Some(&biased))
             .unwrap();
         assert!(gap(&plain, &steered) > 1e-4);
+
         let coarse = Tensor::zeros((1, 5, 6, 6), DType::F32, &Device::Cpu).unwrap();
         let err = unet
             .forward_with_regions(&x, &t, &ctx, Some(&coarse))
