@@ -4,8 +4,8 @@
 //!
 //! The time covers what `mmgen verify` does after the inversion: reading
 //! the key's serials from the ledger, and testing every serial's pattern
-//! against every reading of the default scan (nine hypotheses, each read
-//! on all covered elements and on the strongest half).
+//! against every reading of the default scan (nine hypotheses, each with
+//! one weighted reading).
 //!
 //! Run: `cargo run --release --example bench_trace -- [--records 1000000]
 //! [--dir /tmp/mmgen-trace]`
@@ -59,15 +59,10 @@ fn main() -> anyhow::Result<()> {
         rayon::current_num_threads()
     );
 
-    let settings = ScanSettings {
-        inversion: mmgen::engine::InversionOptions {
-            steps: 10,
-            refinements: 0,
-        },
-        threshold: watermark::DEFAULT_THRESHOLD,
-        hypotheses: scan::default_hypotheses(),
-        strongest_share: Some(scan::DEFAULT_STRONGEST_SHARE),
-    };
+    let settings = ScanSettings::standard(mmgen::engine::InversionOptions {
+        steps: 10,
+        refinements: 0,
+    });
     let planned = scan::planned_readings(&settings);
     for trace in 0..args.traces {
         let target = 1 + (trace as u64 * 7919 * 104_729) % args.records as u64;
@@ -142,7 +137,7 @@ fn record(serial: u64, key: &WatermarkKey) -> NewRecord {
 }
 
 /// Readings of a latent marked with `serial` whose signs are 70% right,
-/// as many as the scan makes.
+/// weighted as the scan weighs them, as many as the scan makes.
 fn noisy_readings(key: &WatermarkKey, serial: u64, count: usize) -> Vec<Reading> {
     let mut latent = watermark::initial_latent(key, serial, serial, LATENT_LEN);
     for (index, value) in latent.iter_mut().enumerate() {
@@ -150,7 +145,8 @@ fn noisy_readings(key: &WatermarkKey, serial: u64, count: usize) -> Vec<Reading>
             *value = -*value;
         }
     }
+    let whole = vec![1.0; latent.len()];
     (0..count)
-        .map(|i| Reading::all(&format!("reading {i}"), &latent))
+        .map(|i| Reading::weighted(&format!("reading {i}"), &latent, &whole))
         .collect()
 }

@@ -98,15 +98,10 @@ fn main() -> anyhow::Result<()> {
 
     for steps in args.steps.split(',') {
         let steps: usize = steps.trim().parse().context("--steps")?;
-        let settings = ScanSettings {
-            inversion: InversionOptions {
-                steps,
-                refinements: 0,
-            },
-            threshold: watermark::DEFAULT_THRESHOLD,
-            hypotheses: scan::default_hypotheses(),
-            strongest_share: Some(scan::DEFAULT_STRONGEST_SHARE),
-        };
+        let settings = ScanSettings::standard(InversionOptions {
+            steps,
+            refinements: 0,
+        });
         println!("\ninversion steps {steps}");
         println!(
             "{:<30} {:>7} {:>7} {:>8} {:>9} {:>9} {:>7}",

@@ -251,10 +251,11 @@ fn print_watermark(finding: &WatermarkFinding) -> std::io::Result<()> {
                 .map(|p| p.to_string())
                 .unwrap_or_default();
             outln!(
-                "  watermark  found, p = {:.2e} ({} of {} signs agree, {} candidates), payload {payload}",
+                "  watermark  found, p = {:.2e} ({} of {} signs agree in reading \"{}\", {} candidates), payload {payload}",
                 d.p_value,
                 d.agreement,
                 d.elements,
+                d.reading,
                 d.candidates
             )?;
         }

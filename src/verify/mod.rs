@@ -177,10 +177,8 @@ impl Verifier<'_> {
             .map(|(key, serials)| Candidates { key, serials })
             .collect();
         let settings = ScanSettings {
-            inversion: self.inversion,
             threshold: self.threshold,
-            hypotheses: scan::default_hypotheses(),
-            strongest_share: Some(scan::DEFAULT_STRONGEST_SHARE),
+            ..ScanSettings::standard(self.inversion)
         };
         let detection = scan::scan(self.model, image, &candidates, &settings)?;
         tracing::debug!(

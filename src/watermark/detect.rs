@@ -3,9 +3,10 @@
 use serde::Serialize;
 
 use super::pattern::{
-    BitPattern, keystream_words, masked_agreement, pattern_bytes, write_keystream,
+    BitPattern, WeightedAgreement, keystream_words, pattern_bytes, weighted_agreement,
+    write_keystream,
 };
-use super::stats::binomial_tail_log10;
+use super::stats::weighted_tail_log10;
 use super::{Payload, WatermarkKey};
 
 /// Corrected p-value at or below which [`detect`] reports a watermark.
@@ -27,11 +28,19 @@ pub struct Detection {
     pub detected: bool,
     /// The best candidate's payload, present only when `detected`.
     pub payload: Option<Payload>,
-    /// Signs of the best candidate that match the latent.
+    /// Signs of the best candidate that match the latent, among those the
+    /// best reading counts.
     pub agreement: u32,
-    /// Signs compared in the best reading.
+    /// Signs counted in the best reading.
     pub elements: u32,
-    /// P[X >= agreement] for X ~ Binomial(elements, 1/2), before correction.
+    /// Summed weight of the agreeing signs in the best reading, equal to
+    /// `agreement` when that reading is unweighted.
+    pub score: u64,
+    /// Summed weight of all signs the best reading counts.
+    pub max_score: u64,
+    /// Chance, before correction, that a pattern unrelated to the image
+    /// scores at least `score` in the best reading: P[X >= agreement] for
+    /// X ~ Binomial(elements, 1/2) when the reading is unweighted.
     pub p_value_raw: f64,
     /// Bonferroni-corrected: min(1, p_value_raw * candidates * readings).
     pub p_value: f64,
@@ -48,19 +57,39 @@ pub struct Detection {
     pub threshold: f64,
 }
 
+/// Weight units per unit of inverted magnitude in [`Reading::weighted`].
+const WEIGHT_SCALE: f32 = 8.0;
+
+/// Inverted magnitude past which a sign gets no more weight: signs with
+/// larger magnitudes agree with their pattern no more often.
+const MAGNITUDE_CAP: f32 = 1.5;
+
+/// Coverage below which [`Reading::weighted`] leaves a position out.
+pub const MIN_COVERAGE: f32 = 0.5;
+
 /// One way of reading signs out of an image: the signs of an inverted
-/// latent and the positions that count.
+/// latent and a whole-number weight for each position (0 leaves it out).
 ///
-/// The positions must be chosen without looking at any candidate's
-/// pattern (from the geometry of a hypothesis, or from the latent's own
-/// magnitudes), so that without a watermark each candidate's agreement is
-/// Binomial(counted positions, 1/2).
+/// The weights must be chosen without looking at any candidate's pattern
+/// (from the geometry of a hypothesis, or from the latent's own
+/// magnitudes). Then, without a watermark, each candidate's score (the
+/// summed weight of the positions whose sign agrees) is a sum of fair
+/// coins times fixed weights, whose tail [`weighted_tail_log10`] gives
+/// exactly. With weights of 0 and 1 the score is the agreement count and
+/// the tail is binomial.
 #[derive(Debug, Clone)]
 pub struct Reading {
-    /// Name for reports, such as `identity` or `rotate -5, strongest half`.
+    /// Name for reports, such as `identity` or `rotation -5, weighted`.
     pub name: String,
     signs: BitPattern,
+    /// Positions with a weight above 0.
     counted: BitPattern,
+    /// Bit planes of the weights, one run of `signs.words().len()` words
+    /// per plane: plane `b` contains bit `b` of every position's weight.
+    planes: Vec<u64>,
+    plane_count: usize,
+    /// Entry `w`: how many positions carry weight `w`.
+    weight_counts: Vec<u32>,
     elements: u32,
 }
 
@@ -72,41 +101,81 @@ impl Reading {
         Self::with_mask(name, latent, &vec![true; latent.len()])
     }
 
-    /// Reads the signs of the elements where `mask` is true.
+    /// Reads the signs of the elements where `mask` is true, each with
+    /// weight 1.
     pub fn with_mask(name: &str, latent: &[f32], mask: &[bool]) -> Self {
         let len = latent.len().min(mask.len()).min(u32::MAX as usize);
-        let counted: Vec<f32> = mask[..len]
+        let weights: Vec<u8> = mask[..len].iter().map(|&m| u8::from(m)).collect();
+        Self::with_weights(name, &latent[..len], &weights)
+    }
+
+    /// Reads every element with `coverage` (the share of its latent cell
+    /// that the image still shows) of at least [`MIN_COVERAGE`], weighted
+    /// by coverage times its inverted magnitude, capped. Signs recovered
+    /// with a larger margin, from cells the image shows more of, agree
+    /// with their pattern more often, so they carry more weight. Non-finite
+    /// values are left out.
+    pub fn weighted(name: &str, latent: &[f32], coverage: &[f32]) -> Self {
+        let len = latent.len().min(coverage.len()).min(u32::MAX as usize);
+        let weights: Vec<u8> = latent[..len]
             .iter()
-            .map(|&m| if m { 1.0 } else { 0.0 })
+            .zip(&coverage[..len])
+            .map(|(&value, &share)| {
+                if !value.is_finite() || share.is_nan() || share < MIN_COVERAGE {
+                    return 0;
+                }
+                let weight = share.min(1.0) * value.abs().min(MAGNITUDE_CAP) * WEIGHT_SCALE;
+                weight.round() as u8
+            })
+            .collect();
+        Self::with_weights(name, &latent[..len], &weights)
+    }
+
+    fn with_weights(name: &str, latent: &[f32], weights: &[u8]) -> Self {
+        let heaviest = weights.iter().copied().max().unwrap_or(0);
+        let plane_count = (u8::BITS - heaviest.leading_zeros()) as usize;
+        let planes = (0..plane_count)
+            .flat_map(|bit| {
+                let plane: Vec<f32> = weights.iter().map(|&w| f32::from((w >> bit) & 1)).collect();
+                BitPattern::from_signs(&plane).words().to_vec()
+            })
+            .collect();
+        let mut weight_counts = vec![0u32; usize::from(heaviest) + 1];
+        for &w in weights {
+            weight_counts[usize::from(w)] += 1;
+        }
+        let counted: Vec<f32> = weights
+            .iter()
+            .map(|&w| f32::from(u8::from(w > 0)))
             .collect();
         Self {
             name: name.to_string(),
-            signs: BitPattern::from_signs(&latent[..len]),
+            signs: BitPattern::from_signs(latent),
             counted: BitPattern::from_signs(&counted),
-            elements: mask[..len].iter().filter(|&&m| m).count() as u32,
+            planes,
+            plane_count,
+            elements: weights.iter().filter(|&&w| w > 0).count() as u32,
+            weight_counts,
         }
     }
 
-    /// Reads the signs of the `share` of masked elements with the largest
-    /// magnitude: those whose sign the inversion recovered with the most
-    /// margin. The choice depends on the latent alone.
-    pub fn strongest(name: &str, latent: &[f32], mask: &[bool], share: f32) -> Self {
-        let len = latent.len().min(mask.len());
-        let mut order: Vec<usize> = (0..len)
-            .filter(|&i| mask[i] && latent[i].is_finite())
-            .collect();
-        order.sort_by(|&a, &b| latent[b].abs().total_cmp(&latent[a].abs()));
-        let keep = ((order.len() as f32 * share).round() as usize).min(order.len());
-        let mut selected = vec![false; len];
-        for &index in &order[..keep] {
-            selected[index] = true;
-        }
-        Self::with_mask(name, &latent[..len], &selected)
-    }
-
-    /// Number of positions counted.
+    /// Number of positions counted (weight above 0).
     pub fn elements(&self) -> u32 {
         self.elements
+    }
+
+    /// Returns true when some position weighs more than 1.
+    pub fn is_weighted(&self) -> bool {
+        self.plane_count > 1
+    }
+
+    /// Returns the largest score a pattern can reach, the sum of all weights.
+    pub fn max_score(&self) -> u64 {
+        self.weight_counts
+            .iter()
+            .enumerate()
+            .map(|(w, &n)| w as u64 * u64::from(n))
+            .sum()
     }
 
     /// Counts the counted positions whose sign agrees with `pattern`, for
@@ -115,6 +184,18 @@ impl Reading {
         (0..self.signs.len())
             .filter(|&i| self.counted.bit(i) == Some(true) && self.signs.bit(i) == pattern.bit(i))
             .count() as u32
+    }
+
+    /// Summed weight of the positions whose sign agrees with the pattern
+    /// given as packed words.
+    fn score(&self, agreement_of: WeightedAgreement, pattern: &[u64]) -> u64 {
+        agreement_of(self.signs.words(), &self.planes, pattern)
+    }
+
+    /// log10 of the chance that a pattern unrelated to the image scores at
+    /// least `score`.
+    fn tail_log10(&self, score: u64) -> f64 {
+        weighted_tail_log10(&self.weight_counts, score)
     }
 }
 
@@ -156,9 +237,10 @@ pub fn detect_readings(
         .filter_map(|group| best_of_group(group, readings, longest))
         .min_by(|a, b| a.log10_raw.total_cmp(&b.log10_raw));
 
-    let (agreement, elements, log10_raw) = best
-        .as_ref()
-        .map_or((0, 0, 0.0), |b| (b.agreement, b.elements, b.log10_raw));
+    let (agreement, elements, score, max_score, log10_raw) =
+        best.as_ref().map_or((0, 0, 0, 0, 0.0), |b| {
+            (b.agreement, b.elements, b.score, b.max_score, b.log10_raw)
+        });
     let log10_p_value = corrected_log10(log10_raw, tested.saturating_mul(planned));
     let p_value = 10f64.powf(log10_p_value);
     let detected = tested > 0 && !readings.is_empty() && p_value <= threshold;
@@ -168,6 +250,7 @@ pub fn detect_readings(
         readings = planned,
         agreement,
         elements,
+        score,
         log10_p_value,
         detected,
         "watermark detection"
@@ -177,6 +260,8 @@ pub fn detect_readings(
         payload: best.as_ref().filter(|_| detected).map(|b| b.payload),
         agreement,
         elements,
+        score,
+        max_score,
         p_value_raw: 10f64.powf(log10_raw),
         p_value,
         log10_p_value,
@@ -193,6 +278,8 @@ struct Best {
     reading: String,
     agreement: u32,
     elements: u32,
+    score: u64,
+    max_score: u64,
     log10_raw: f64,
 }
 
@@ -203,35 +290,34 @@ const SERIALS_PER_TASK: usize = 4096;
 /// key, spreading the serials over threads. Ties go to the earlier serial
 /// and reading, whatever the thread count.
 ///
-/// Within one reading the tail probability falls as the agreement grows,
-/// so the search keeps each reading's highest agreement and evaluates the
-/// tail once per reading at the end, not once per serial.
+/// Within one reading the tail probability falls as the score grows, so
+/// the search keeps each reading's highest score and evaluates the tail
+/// once per reading at the end, not once per serial.
 fn best_of_group(group: &Candidates, readings: &[Reading], longest: usize) -> Option<Best> {
     use rayon::prelude::*;
 
     if readings.is_empty() || group.serials.is_empty() {
         return None;
     }
-    // Per reading: (highest agreement, position of its first serial).
-    let agreement_of = masked_agreement();
-    let score = |first: usize, serials: &[u64]| -> Vec<(u32, usize)> {
+    // Per reading: (highest score, position of its first serial).
+    let agreement_of = weighted_agreement();
+    let score = |first: usize, serials: &[u64]| -> Vec<(u64, usize)> {
         let mut keystream = vec![0u8; pattern_bytes(longest)];
         let mut words = vec![0u64; keystream.len() / 8];
-        let mut best = vec![(0u32, usize::MAX); readings.len()];
+        let mut best = vec![(0u64, usize::MAX); readings.len()];
         for (offset, &serial) in serials.iter().enumerate() {
             write_keystream(group.key, serial, &mut keystream);
             keystream_words(&keystream, &mut words);
             for (top, reading) in best.iter_mut().zip(readings) {
-                let agreement =
-                    agreement_of(reading.signs.words(), reading.counted.words(), &words) as u32;
-                if top.1 == usize::MAX || agreement > top.0 {
-                    *top = (agreement, first + offset);
+                let score = reading.score(agreement_of, &words);
+                if top.1 == usize::MAX || score > top.0 {
+                    *top = (score, first + offset);
                 }
             }
         }
         best
     };
-    let merge = |a: Vec<(u32, usize)>, b: Vec<(u32, usize)>| -> Vec<(u32, usize)> {
+    let merge = |a: Vec<(u64, usize)>, b: Vec<(u64, usize)>| -> Vec<(u64, usize)> {
         a.into_iter()
             .zip(b)
             .map(|(x, y)| {
@@ -247,12 +333,12 @@ fn best_of_group(group: &Candidates, readings: &[Reading], longest: usize) -> Op
         .enumerate()
         .map(|(chunk, serials)| score(chunk * SERIALS_PER_TASK, serials))
         .reduce(|| vec![(0, usize::MAX); readings.len()], merge);
-    let (index, (agreement, position), log10_raw) = per_reading
+    let (index, (score, position), log10_raw) = per_reading
         .into_iter()
         .enumerate()
-        .map(|(index, (agreement, position))| {
-            let log10 = binomial_tail_log10(readings[index].elements, agreement);
-            (index, (agreement, position), log10)
+        .map(|(index, (score, position))| {
+            let log10 = readings[index].tail_log10(score);
+            (index, (score, position), log10)
         })
         .min_by(|a, b| {
             a.2.total_cmp(&b.2)
@@ -260,14 +346,22 @@ fn best_of_group(group: &Candidates, readings: &[Reading], longest: usize) -> Op
                 .then(a.0.cmp(&b.0))
         })?;
     let reading = &readings[index];
+    let serial = group.serials[position];
+    let mut keystream = vec![0u8; pattern_bytes(longest)];
+    let mut words = vec![0u64; keystream.len() / 8];
+    write_keystream(group.key, serial, &mut keystream);
+    keystream_words(&keystream, &mut words);
+    let agreement = agreement_of(reading.signs.words(), reading.counted.words(), &words) as u32;
     Some(Best {
         payload: Payload {
             key_id: group.key.id(),
-            serial: group.serials[position],
+            serial,
         },
         reading: reading.name.clone(),
         agreement,
         elements: reading.elements,
+        score,
+        max_score: reading.max_score(),
         log10_raw,
     })
 }
@@ -494,17 +588,125 @@ mod tests {
     }
 
     #[test]
-    fn strongest_reading_keeps_largest_magnitudes() {
-        let latent = [0.1f32, -3.0, 0.2, 2.0, -0.05, f32::NAN];
-        let reading = Reading::strongest("top", &latent, &[true; 6], 0.4);
-        assert_eq!(reading.elements(), 2);
-        let all_but_second = [true, false, true, true, true, true];
-        let reading = Reading::strongest("top", &latent, &all_but_second, 0.5);
-        // Of the four finite masked values, keep 0.2 and 2.0.
-        assert_eq!(reading.elements(), 2);
-        assert_eq!(reading.counted.bit(3), Some(true));
-        assert_eq!(reading.counted.bit(2), Some(true));
-        assert_eq!(reading.counted.bit(1), Some(false));
+    fn weighted_reading_follows_magnitude_and_coverage() {
+        let latent = [0.1f32, -3.0, 0.5, 1.0, -0.05, f32::NAN, 1.0, 1.0];
+        let coverage = [1.0f32, 1.0, 1.0, 1.0, 1.0, 1.0, 0.75, 0.25];
+        let reading = Reading::weighted("w", &latent, &coverage);
+        // Weights: 8 * coverage * min(|x|, 1.5), rounded; NaN and a cell
+        // under half shown count nothing.
+        assert_eq!(
+            reading.weight_counts,
+            [3, 1, 0, 0, 1, 0, 1, 0, 1, 0, 0, 0, 1]
+        );
+        assert_eq!(reading.elements(), 5);
+        assert_eq!(reading.max_score(), 1 + 4 + 6 + 8 + 12);
+        assert!(reading.is_weighted());
+        assert!(!Reading::all("a", &latent).is_weighted());
+    }
+
+    #[test]
+    fn weighted_reading_scores_the_summed_weight_of_agreeing_signs() {
+        let key = key_a();
+        let pattern = crate::watermark::sign_pattern(&key, 3, LEN);
+        let magnitudes = plain_latent(11, LEN);
+        // Right sign wherever the magnitude is above 0.7, wrong below.
+        let latent: Vec<f32> = (0..LEN)
+            .map(|i| {
+                let right = if pattern.bit(i) == Some(true) {
+                    1.0
+                } else {
+                    -1.0
+                };
+                let size = magnitudes[i].abs();
+                if size > 0.7 {
+                    right * size
+                } else {
+                    -right * size
+                }
+            })
+            .collect();
+        let reading = Reading::weighted("w", &latent, &vec![1.0; LEN]);
+        let mut words = pattern.words().to_vec();
+        words.resize(LEN / 64, 0);
+        let expected: u64 = latent
+            .iter()
+            .filter(|v| v.abs() > 0.7)
+            .map(|v| (v.abs().min(MAGNITUDE_CAP) * WEIGHT_SCALE).round() as u64)
+            .sum();
+        assert_eq!(reading.score(weighted_agreement(), &words), expected);
+    }
+
+    #[test]
+    fn weighting_finds_a_mark_that_counting_misses() {
+        let key = key_a();
+        let serials: Vec<u64> = (0..100).collect();
+        let groups = [Candidates {
+            key: &key,
+            serials: &serials,
+        }];
+        let mut latent = initial_latent(&key, 42, 5, LEN);
+        // Keep the signs of large values and flip most small ones: the
+        // count alone is near chance, the large values still agree.
+        for (index, value) in latent.iter_mut().enumerate() {
+            if value.abs() < 0.8 && index % 5 != 0 {
+                *value = -*value;
+            }
+        }
+        let counted = detect_readings(
+            &[Reading::all("all", &latent)],
+            2,
+            &groups,
+            DEFAULT_THRESHOLD,
+        );
+        assert!(!counted.detected, "{counted:?}");
+        let whole = vec![1.0; LEN];
+        let weighted = detect_readings(
+            &[Reading::weighted("weighted", &latent, &whole)],
+            2,
+            &groups,
+            DEFAULT_THRESHOLD,
+        );
+        assert!(weighted.detected, "{weighted:?}");
+        assert_eq!(weighted.payload.map(|p| p.serial), Some(42));
+        assert!(weighted.score > u64::from(weighted.agreement));
+    }
+
+    #[test]
+    fn weighted_p_values_are_calibrated_without_a_mark() {
+        // Without a watermark, P[p_raw <= a] must not exceed a. With 2,000
+        // plain latents against one pattern each, the share below 0.05
+        // and 0.01 stays within three standard errors of those levels.
+        let key = key_a();
+        let whole = vec![1.0; LEN];
+        let trials = 2000;
+        let (mut below_5, mut below_1) = (0usize, 0usize);
+        for seed in 0..trials {
+            let latent = plain_latent(seed, LEN);
+            let serial = [seed];
+            let groups = [Candidates {
+                key: &key,
+                serials: &serial,
+            }];
+            let d = detect_readings(
+                &[Reading::weighted("w", &latent, &whole)],
+                1,
+                &groups,
+                DEFAULT_THRESHOLD,
+            );
+            below_5 += usize::from(d.p_value_raw <= 0.05);
+            below_1 += usize::from(d.p_value_raw <= 0.01);
+        }
+        let bound = |a: f64| a * trials as f64 + 3.0 * (a * (1.0 - a) * trials as f64).sqrt();
+        assert!(
+            (below_5 as f64) < bound(0.05),
+            "{below_5} of {trials} below 0.05"
+        );
+        assert!(
+            (below_1 as f64) < bound(0.01),
+            "{below_1} of {trials} below 0.01"
+        );
+        // And the test is not simply conservative: about 5% do fall below.
+        assert!(below_5 > 60, "{below_5} of {trials} below 0.05");
     }
 
     #[test]
@@ -521,7 +723,7 @@ mod tests {
             let mask: Vec<bool> = (0..LEN).map(|i| i % 3 != 0).collect();
             let readings = [
                 Reading::all("all", &latent),
-                Reading::strongest("strongest half", &latent, &[true; LEN], 0.5),
+                Reading::weighted("weighted", &latent, &[1.0; LEN]),
                 Reading::with_mask("two thirds", &latent, &mask),
             ];
             let detection = detect_readings(&readings, 3, &groups, DEFAULT_THRESHOLD);

@@ -37,7 +37,7 @@ pub use detect::{Candidates, DEFAULT_THRESHOLD, Detection, Reading, detect, dete
 pub use key::WatermarkKey;
 pub use pattern::{BitPattern, initial_latent, plain_latent, sign_pattern};
 pub use payload::Payload;
-pub use stats::{binomial_tail, binomial_tail_log10};
+pub use stats::{binomial_tail, binomial_tail_log10, weighted_tail_log10};
 
 /// Errors of the watermark module.
 #[derive(Debug, thiserror::Error)]

@@ -63,7 +63,7 @@ impl BitPattern {
     pub(crate) fn agreement_with_keystream_masked(&self, bytes: &[u8], mask: &BitPattern) -> u64 {
         let mut words = vec![0u64; bytes.len() / 8];
         keystream_words(bytes, &mut words);
-        masked_agreement_portable(&self.words, &mask.words, &words)
+        weighted_agreement_portable(&self.words, &mask.words, &words)
     }
 
     /// Packs the signs of `values`: bit `i` is set when `values[i] > 0`.
@@ -121,42 +121,90 @@ pub(crate) fn keystream_words(bytes: &[u8], words: &mut [u64]) {
     }
 }
 
-/// Counts the bits set in `mask` where `signs` and `pattern` agree, over
-/// the words all three have. Bits past a pattern's length are zero in its
-/// mask, so they never count.
-pub(crate) type MaskedAgreement = fn(&[u64], &[u64], &[u64]) -> u64;
+/// Sums the weights of the positions where `signs` and `pattern` agree.
+/// The weights come as bit planes: `planes` is a run of planes of
+/// `signs.len()` words each, and plane `b` contains bit `b` of every
+/// position's weight. With one plane, that plane is a mask and the sum
+/// counts its agreeing bits. Bits past a pattern's length are zero in
+/// every plane, so they never count.
+pub(crate) type WeightedAgreement = fn(&[u64], &[u64], &[u64]) -> u64;
 
 #[inline(always)]
-fn masked_agreement_body(signs: &[u64], mask: &[u64], pattern: &[u64]) -> u64 {
-    signs
+fn weighted_agreement_body(signs: &[u64], planes: &[u64], pattern: &[u64]) -> u64 {
+    let words = signs.len().min(pattern.len());
+    if words == 0 {
+        return 0;
+    }
+    // Four planes carry weights up to 15, enough for the weighted
+    // readings, so more planes take the general loop.
+    match planes.len() / signs.len() {
+        1 => plane_sums::<1>(signs, planes, pattern, words),
+        2 => plane_sums::<2>(signs, planes, pattern, words),
+        3 => plane_sums::<3>(signs, planes, pattern, words),
+        4 => plane_sums::<4>(signs, planes, pattern, words),
+        _ => {
+            let mut total = 0;
+            for (bit, plane) in planes.chunks(signs.len()).enumerate() {
+                let count: u64 = signs[..words]
+                    .iter()
+                    .zip(plane)
+                    .zip(pattern)
+                    .map(|((s, m), p)| u64::from((!(s ^ p) & m).count_ones()))
+                    .sum();
+                total += count << bit;
+            }
+            total
+        }
+    }
+}
+
+/// [`weighted_agreement_body`] for exactly `PLANES` planes: one pass over
+/// the words, computing each word's agreement once for all planes.
+#[inline(always)]
+fn plane_sums<const PLANES: usize>(
+    signs: &[u64],
+    planes: &[u64],
+    pattern: &[u64],
+    words: usize,
+) -> u64 {
+    let stride = signs.len();
+    let rows: [&[u64]; PLANES] =
+        std::array::from_fn(|bit| &planes[bit * stride..bit * stride + words]);
+    let mut counts = [0u64; PLANES];
+    for (i, (s, p)) in signs[..words].iter().zip(&pattern[..words]).enumerate() {
+        let agree = !(s ^ p);
+        for (count, row) in counts.iter_mut().zip(&rows) {
+            *count += u64::from((agree & row[i]).count_ones());
+        }
+    }
+    counts
         .iter()
-        .zip(mask)
-        .zip(pattern)
-        .map(|((s, m), p)| u64::from((!(s ^ p) & m).count_ones()))
+        .enumerate()
+        .map(|(bit, count)| count << bit)
         .sum()
 }
 
-fn masked_agreement_portable(signs: &[u64], mask: &[u64], pattern: &[u64]) -> u64 {
-    masked_agreement_body(signs, mask, pattern)
+fn weighted_agreement_portable(signs: &[u64], planes: &[u64], pattern: &[u64]) -> u64 {
+    weighted_agreement_body(signs, planes, pattern)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "popcnt")]
-fn masked_agreement_popcnt(signs: &[u64], mask: &[u64], pattern: &[u64]) -> u64 {
-    masked_agreement_body(signs, mask, pattern)
+fn weighted_agreement_popcnt(signs: &[u64], planes: &[u64], pattern: &[u64]) -> u64 {
+    weighted_agreement_body(signs, planes, pattern)
 }
 
-/// The fastest [`MaskedAgreement`] this processor runs. The baseline
+/// The fastest [`WeightedAgreement`] this processor runs. The baseline
 /// x86-64 target has no population-count instruction, and counting bits
 /// without it made tracing through a million serials several times slower.
-pub(crate) fn masked_agreement() -> MaskedAgreement {
+pub(crate) fn weighted_agreement() -> WeightedAgreement {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("popcnt") {
         // SAFETY: the processor supports the one feature the function
         // enables, as just checked.
-        return |s, m, p| unsafe { masked_agreement_popcnt(s, m, p) };
+        return |s, m, p| unsafe { weighted_agreement_popcnt(s, m, p) };
     }
-    masked_agreement_portable
+    weighted_agreement_portable
 }
 
 /// Number of keystream bytes behind a pattern of `len` bits, whole words.
@@ -360,8 +408,8 @@ mod tests {
         let signs = BitPattern::from_signs(&plain_latent(4, 500));
         let mask = BitPattern::from_signs(&plain_latent(5, 500));
         let pattern = sign_pattern(&key(), 3, 500);
-        let fast = masked_agreement()(&signs.words, &mask.words, &pattern.words);
-        let portable = masked_agreement_portable(&signs.words, &mask.words, &pattern.words);
+        let fast = weighted_agreement()(&signs.words, &mask.words, &pattern.words);
+        let portable = weighted_agreement_portable(&signs.words, &mask.words, &pattern.words);
         assert_eq!(fast, portable);
         let by_bit = (0..500)
             .filter(|&i| mask.bit(i) == Some(true) && signs.bit(i) == pattern.bit(i))

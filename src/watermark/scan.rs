@@ -4,11 +4,11 @@
 //! A crop, rotation or mirror moves every latent cell, and then no sign
 //! lines up with its pattern. The scan therefore reads the image under a
 //! fixed list of hypotheses, each of which undoes one such change and
-//! keeps only the latent cells that the undone image still covers. It
-//! tests the plain image first and stops there when that already detects;
-//! otherwise it reads all other hypotheses in one batch. The p-value pays
-//! for every hypothesis and element selection in the list, whether or not
-//! the scan reached it, so stopping early costs no validity.
+//! weighs each latent cell by how much of it the undone image still shows.
+//! It tests the plain image first and stops there when that already
+//! detects; otherwise it reads all other hypotheses in one batch. The
+//! p-value pays for every hypothesis in the list, whether or not the scan
+//! reached it, so stopping early costs no validity.
 
 use image::imageops::{self, FilterType};
 use image::{Rgb, RgbImage};
@@ -62,10 +62,6 @@ pub fn default_hypotheses() -> Vec<Hypothesis> {
     ]
 }
 
-/// Share of the covered elements, by inverted magnitude, that the default
-/// scan tests besides all of them.
-pub const DEFAULT_STRONGEST_SHARE: f32 = 0.5;
-
 /// How a scan reads an image.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScanSettings {
@@ -75,16 +71,22 @@ pub struct ScanSettings {
     pub threshold: f64,
     /// Geometric hypotheses; `Identity` should come first.
     pub hypotheses: Vec<Hypothesis>,
-    /// Besides all covered elements, also test this share of them with the
-    /// largest inverted magnitudes (`None`: only all of them).
-    pub strongest_share: Option<f32>,
+    /// Read each hypothesis with [`Reading::weighted`]: every mostly
+    /// covered cell, weighted by coverage and inverted magnitude. When
+    /// false, count the signs of the wholly covered cells instead.
+    pub weighted: bool,
 }
 
 impl ScanSettings {
-    /// Readings per hypothesis: all covered elements, and the strongest
-    /// share when set.
-    fn readings_per_hypothesis(&self) -> u64 {
-        1 + u64::from(self.strongest_share.is_some())
+    /// Returns the settings `verify` uses: every default hypothesis,
+    /// weighted readings, and the default threshold.
+    pub fn standard(inversion: InversionOptions) -> Self {
+        Self {
+            inversion,
+            threshold: super::DEFAULT_THRESHOLD,
+            hypotheses: default_hypotheses(),
+            weighted: true,
+        }
     }
 }
 
@@ -94,6 +96,7 @@ struct Prepared {
     hypothesis: Hypothesis,
     image: RgbImage,
     covered: Vec<bool>,
+    coverage: Vec<f32>,
 }
 
 /// Scans `image` for a watermark of any candidate. See the module
@@ -152,11 +155,11 @@ pub fn read_batch(
                 .collect::<Vec<_>>()
         })
         .collect();
-    let mut readings = Vec::with_capacity(prepared.len() * 2);
+    let mut readings = Vec::with_capacity(prepared.len());
     for chunk in prepared.chunks(BATCH) {
         readings.extend(read(model, chunk, settings)?);
     }
-    let per_image = settings.hypotheses.len() * settings.readings_per_hypothesis() as usize;
+    let per_image = settings.hypotheses.len();
     let mut grouped = Vec::with_capacity(images.len());
     let mut rest = readings.into_iter();
     for _ in images {
@@ -167,7 +170,7 @@ pub fn read_batch(
 
 /// The number of readings a scan with `settings` pays for.
 pub fn planned_readings(settings: &ScanSettings) -> u64 {
-    settings.hypotheses.len().max(1) as u64 * settings.readings_per_hypothesis()
+    settings.hypotheses.len().max(1) as u64
 }
 
 /// Reads and inverts a batch of prepared images and makes their readings.
@@ -188,26 +191,24 @@ fn read(
             .and_then(|t| t.to_vec1())
             .map_err(err)?;
         let name = p.hypothesis.name();
-        readings.push(Reading::with_mask(&name, &values, &p.covered));
-        if let Some(share) = settings.strongest_share {
-            readings.push(Reading::strongest(
-                &format!("{name}, strongest {share}"),
-                &values,
-                &p.covered,
-                share,
-            ));
-        }
+        readings.push(if settings.weighted {
+            Reading::weighted(&name, &values, &p.coverage)
+        } else {
+            Reading::with_mask(&name, &values, &p.covered)
+        });
     }
     Ok(readings)
 }
 
 /// Undoes one hypothesis on a model-sized image for `model`.
 fn prepare(model: &Model, input: &RgbImage, hypothesis: Hypothesis) -> Prepared {
-    let (image, covered) = undo(input, hypothesis, model.config().latent_shape());
+    let shape = model.config().latent_shape();
+    let (image, covered) = undo(input, hypothesis, shape);
     Prepared {
         hypothesis,
         image,
         covered,
+        coverage: coverage(input.width(), hypothesis, shape),
     }
 }
 
@@ -219,61 +220,107 @@ fn prepare(model: &Model, input: &RgbImage, hypothesis: Hypothesis) -> Prepared 
 pub fn undo(
     input: &RgbImage,
     hypothesis: Hypothesis,
-    (channels, rows, cols): (usize, usize, usize),
+    shape: (usize, usize, usize),
 ) -> (RgbImage, Vec<bool>) {
-    let size = input.width();
-    let cell = size as f32 / cols as f32;
-    let (image, inside): (RgbImage, Box<dyn Fn(f32, f32) -> bool>) = match hypothesis {
-        Hypothesis::Identity => (input.clone(), Box::new(|_, _| true)),
-        Hypothesis::Flip => (imageops::flip_horizontal(input), Box::new(|_, _| true)),
+    let image = match hypothesis {
+        Hypothesis::Identity => input.clone(),
+        Hypothesis::Flip => imageops::flip_horizontal(input),
+        Hypothesis::CentreCrop(share) => uncrop(input, share),
+        Hypothesis::Rotation(degrees) => rotate(input, -degrees),
+    };
+    let inside = shown(input.width(), hypothesis);
+    let covered = per_cell(input.width(), shape, |x0, y0, x1, y1| {
+        inside(x0, y0) && inside(x1, y0) && inside(x0, y1) && inside(x1, y1)
+    });
+    (image, covered)
+}
+
+/// Sample points per cell edge in [`coverage`].
+const COVERAGE_SAMPLES: usize = 8;
+
+/// Computes, for each element of a `(channels, rows, cols)` latent of a
+/// `size`-pixel image undone by `hypothesis`, the share of its cell that
+/// the undone image still shows, from an 8x8 grid of points in the cell.
+/// Weighted readings use it, because a cell at the edge of a crop still
+/// carries most of its sign.
+pub fn coverage(size: u32, hypothesis: Hypothesis, shape: (usize, usize, usize)) -> Vec<f32> {
+    let inside = shown(size, hypothesis);
+    let samples = COVERAGE_SAMPLES;
+    per_cell(size, shape, |x0, y0, x1, y1| {
+        let mut hits = 0usize;
+        for j in 0..samples {
+            for i in 0..samples {
+                let x = x0 + (x1 - x0) * (i as f32 + 0.5) / samples as f32;
+                let y = y0 + (y1 - y0) * (j as f32 + 0.5) / samples as f32;
+                hits += usize::from(inside(x, y));
+            }
+        }
+        hits as f32 / (samples * samples) as f32
+    })
+}
+
+/// Applies `cell` to the pixel bounds `(x0, y0, x1, y1)` of every latent
+/// cell, repeated for each channel, in row-major element order.
+fn per_cell<T: Clone>(
+    size: u32,
+    (channels, rows, cols): (usize, usize, usize),
+    cell: impl Fn(f32, f32, f32, f32) -> T,
+) -> Vec<T> {
+    let edge = size as f32 / cols.max(1) as f32;
+    let one_channel: Vec<T> = (0..rows)
+        .flat_map(|row| (0..cols).map(move |col| (row, col)))
+        .map(|(row, col)| {
+            let (x0, y0) = (col as f32 * edge, row as f32 * edge);
+            cell(x0, y0, x0 + edge, y0 + edge)
+        })
+        .collect();
+    (0..channels).flat_map(|_| one_channel.clone()).collect()
+}
+
+/// Returns a test of whether a point of a `size`-pixel image undone by
+/// `hypothesis` shows what the suspect image showed, rather than a fill.
+fn shown(size: u32, hypothesis: Hypothesis) -> Box<dyn Fn(f32, f32) -> bool> {
+    match hypothesis {
+        Hypothesis::Identity | Hypothesis::Flip => Box::new(|_, _| true),
         Hypothesis::CentreCrop(share) => {
-            let (image, low, high) = uncrop(input, share);
-            let inside = move |x: f32, y: f32| x >= low && x <= high && y >= low && y <= high;
-            (image, Box::new(inside))
+            let (offset, inner) = crop_square(size, share);
+            let (low, high) = (offset as f32, (offset + inner) as f32);
+            Box::new(move |x, y| x >= low && x <= high && y >= low && y <= high)
         }
         Hypothesis::Rotation(degrees) => {
-            let image = rotate(input, -degrees);
             let centre = size as f32 / 2.0;
             let (sin, cos) = degrees.to_radians().sin_cos();
             // A point of the undone image came from inside the frame when
             // rotating it by the hypothesis lands inside the frame.
-            let inside = move |x: f32, y: f32| {
+            Box::new(move |x, y| {
                 let (dx, dy) = (x - centre, y - centre);
                 let (rx, ry) = (cos * dx + sin * dy + centre, -sin * dx + cos * dy + centre);
                 (0.0..=size as f32).contains(&rx) && (0.0..=size as f32).contains(&ry)
-            };
-            (image, Box::new(inside))
-        }
-    };
-    let mut covered = Vec::with_capacity(channels * rows * cols);
-    for _ in 0..channels {
-        for row in 0..rows {
-            for col in 0..cols {
-                let (x0, y0) = (col as f32 * cell, row as f32 * cell);
-                let (x1, y1) = (x0 + cell, y0 + cell);
-                covered.push(inside(x0, y0) && inside(x1, y0) && inside(x0, y1) && inside(x1, y1));
-            }
+            })
         }
     }
-    (image, covered)
+}
+
+/// Returns the centre square that a crop to `share` of the edge came
+/// from, as its first pixel and its edge in pixels of a `size`-pixel image.
+fn crop_square(size: u32, share: f32) -> (u32, u32) {
+    let inner = ((size as f32 * share).round() as u32).clamp(1, size);
+    ((size - inner) / 2, inner)
 }
 
 /// Shrinks the image back to the centre square it would have come from
 /// and fills the rest by mirroring that square at its edges. Mirrored
 /// content keeps the texture statistics the model was trained on. So the
 /// square's own cells invert better than next to a flat fill, by about 2
-/// points of agreement after a 0.6 crop. Returns the image and the
-/// square's first and last pixel coordinate.
-fn uncrop(input: &RgbImage, share: f32) -> (RgbImage, f32, f32) {
+/// points of agreement after a 0.6 crop.
+fn uncrop(input: &RgbImage, share: f32) -> RgbImage {
     let size = input.width();
-    let inner = ((size as f32 * share).round() as u32).clamp(1, size);
-    let offset = (size - inner) / 2;
+    let (offset, inner) = crop_square(size, share);
     let small = imageops::resize(input, inner, inner, FilterType::Triangle);
-    let canvas = RgbImage::from_fn(size, size, |x, y| {
+    RgbImage::from_fn(size, size, |x, y| {
         let (sx, sy) = (mirror(x, offset, inner), mirror(y, offset, inner));
         *small.get_pixel(sx, sy)
-    });
-    (canvas, offset as f32, (offset + inner) as f32)
+    })
 }
 
 /// Maps canvas coordinate `at` to the square of `len` pixels that starts
@@ -318,8 +365,8 @@ mod tests {
     #[test]
     fn uncrop_places_the_image_in_the_centre() {
         let input = RgbImage::from_pixel(64, 64, Rgb([200, 10, 10]));
-        let (image, low, high) = uncrop(&input, 0.5);
-        assert_eq!((low, high), (16.0, 48.0));
+        assert_eq!(crop_square(64, 0.5), (16, 32));
+        let image = uncrop(&input, 0.5);
         assert_eq!(image.get_pixel(32, 32).0, [200, 10, 10]);
         assert_eq!(image.get_pixel(2, 2).0, [200, 10, 10]);
     }
@@ -327,8 +374,8 @@ mod tests {
     #[test]
     fn uncrop_mirrors_the_square_outward() {
         let input = RgbImage::from_fn(64, 64, |x, y| Rgb([(x * 4) as u8, (y * 4) as u8, 0]));
-        let (image, low, high) = uncrop(&input, 0.5);
-        let (low, high) = (low as u32, high as u32);
+        let image = uncrop(&input, 0.5);
+        let (low, high) = (16, 48);
         for k in 0..low {
             // Left of the square, pixel low-1-k mirrors pixel low+k.
             assert_eq!(
@@ -367,5 +414,105 @@ mod tests {
         let names: std::collections::HashSet<String> =
             default_hypotheses().iter().map(Hypothesis::name).collect();
         assert_eq!(names.len(), default_hypotheses().len());
+    }
+
+    #[test]
+    fn coverage_counts_the_shown_share_of_each_cell() {
+        // A 0.6 crop of 64 pixels came from pixels 13 to 51; cells are 4
+        // pixels wide, so cell 3 (12 to 16) shows three quarters.
+        let shape = (2, 16, 16);
+        let shares = coverage(64, Hypothesis::CentreCrop(0.6), shape);
+        assert_eq!(shares.len(), 2 * 16 * 16);
+        let at = |channel: usize, row: usize, col: usize| shares[channel * 256 + row * 16 + col];
+        assert_eq!(at(0, 8, 8), 1.0);
+        assert_eq!(at(0, 8, 3), 0.75);
+        assert_eq!(at(1, 12, 8), 0.75);
+        assert_eq!(at(0, 3, 3), 0.5625);
+        assert_eq!(at(1, 0, 0), 0.0);
+        assert_eq!(at(0, 8, 2), 0.0);
+
+        // Whole cells are exactly those with full coverage here.
+        let (_, covered) = undo(&RgbImage::new(64, 64), Hypothesis::CentreCrop(0.6), shape);
+        for (share, whole) in shares.iter().zip(&covered) {
+            assert_eq!(*share == 1.0, *whole);
+        }
+        assert!(
+            coverage(64, Hypothesis::Flip, shape)
+                .iter()
+                .all(|&s| s == 1.0)
+        );
+    }
+
+    #[test]
+    fn rotation_coverage_falls_towards_the_corners() {
+        let shares = coverage(64, Hypothesis::Rotation(10.0), (1, 16, 16));
+        let at = |row: usize, col: usize| shares[row * 16 + col];
+        assert_eq!(at(8, 8), 1.0);
+        assert!(at(0, 0) < 0.5, "corner {}", at(0, 0));
+        assert!(at(0, 8) > 0.5, "top edge {}", at(0, 8));
+    }
+
+    /// Marked outputs of the built-in model, cropped or rotated as the
+    /// default hypotheses expect, are traced to their serials among 50;
+    /// an unmarked output cropped the same way is not detected.
+    #[test]
+    fn cropped_and_rotated_outputs_are_traced() {
+        use crate::engine::{SampleOptions, builtin};
+        use crate::watermark::attack::Attack;
+        use crate::watermark::noise::NoiseStream;
+        use crate::watermark::{WatermarkKey, initial_latent, plain_latent};
+        use candle_core::{Device, Tensor};
+
+        let model = builtin::load(&Device::Cpu).unwrap();
+        let config = model.config();
+        let (c, h, w) = config.latent_shape();
+        let key = WatermarkKey::new([3; 32]);
+        let values: Vec<f32> = [
+            initial_latent(&key, 11, 111, c * h * w),
+            initial_latent(&key, 12, 112, c * h * w),
+            plain_latent(113, c * h * w),
+        ]
+        .concat();
+        let noise = Tensor::from_vec(values, (3, c, h, w), &Device::Cpu).unwrap();
+        let prompts = [
+            "a red circle above a blue square",
+            "a yellow star left of a green triangle",
+            "a red circle above a blue square",
+        ];
+        let options = SampleOptions {
+            steps: config.default_steps,
+            guidance: config.default_guidance,
+            layout: true,
+        };
+        let latents = model
+            .sample(&noise, &prompts, &options, &mut |_| {})
+            .unwrap();
+        let images = model.decode_latents(&latents).unwrap();
+
+        let serials: Vec<u64> = (1..=50).collect();
+        let candidates = [Candidates {
+            key: &key,
+            serials: &serials,
+        }];
+        let settings = ScanSettings::standard(InversionOptions {
+            steps: config.detection_steps(),
+            refinements: 0,
+        });
+        let mut rng = NoiseStream::new(5);
+        let cases = [
+            (0, Attack::CentreCrop(0.8), Some(11)),
+            (1, Attack::Rotate(5.0), Some(12)),
+            (2, Attack::CentreCrop(0.8), None),
+        ];
+        for (index, attack, serial) in cases {
+            let attacked = attack.apply(&images[index], &mut rng);
+            let detection = scan(&model, &attacked, &candidates, &settings).unwrap();
+            assert_eq!(detection.readings, 9);
+            assert_eq!(
+                detection.payload.map(|p| p.serial),
+                serial,
+                "image {index} under {attack:?}: {detection:?}"
+            );
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! Tail probabilities of the fair-coin binomial distribution.
+//! Tail probabilities of the fair-coin binomial distribution and of its
+//! weighted form, a sum of fair coins with whole-number weights.
 
 use std::f64::consts::{LN_2, LN_10};
 
@@ -118,6 +119,110 @@ fn deviance_term(x: f64, mean: f64) -> f64 {
     }
 }
 
+/// Largest `positions * (total weight)` for which [`weighted_tail_log10`]
+/// sums the exact distribution (a few tens of milliseconds); past it, the
+/// Chernoff bound is used.
+const EXACT_WORK: u64 = 100_000_000;
+
+/// log10 of P[S >= score] for S = sum of `w * B` over the weights `w` in
+/// `weight_counts` (entry `w` is how many positions carry weight `w`) and
+/// independent fair coins B in {0, 1}. With every weight 1 this is
+/// [`binomial_tail_log10`].
+///
+/// The distribution of S is built exactly, one position at a time, when
+/// that is cheap enough. The Chernoff bound is returned instead where the
+/// exact tail is too small for f64 (below about 1e-290, far below any
+/// threshold) or the latent is too large for the exact sum. The bound is
+/// never smaller than the true tail, so a detection it reports is valid.
+pub fn weighted_tail_log10(weight_counts: &[u32], score: u64) -> f64 {
+    let positions: u64 = weight_counts.iter().map(|&n| u64::from(n)).sum();
+    let total: u64 = weight_counts
+        .iter()
+        .enumerate()
+        .map(|(w, &n)| w as u64 * u64::from(n))
+        .sum();
+    if score == 0 {
+        return 0.0;
+    }
+    if score > total {
+        return f64::NEG_INFINITY;
+    }
+    if weight_counts.iter().skip(2).all(|&n| n == 0) {
+        let ones = weight_counts.get(1).copied().unwrap_or(0);
+        return binomial_tail_log10(ones, score as u32);
+    }
+    if positions.saturating_mul(total) <= EXACT_WORK {
+        let exact = exact_weighted_tail(weight_counts, total as usize, score as usize);
+        if exact > 1e-290 {
+            return exact.log10();
+        }
+    }
+    chernoff_log10(weight_counts, total, score)
+}
+
+/// P[S >= score] by building the distribution of S: adding a position of
+/// weight w maps P to (P(s) + P(s - w)) / 2.
+fn exact_weighted_tail(weight_counts: &[u32], total: usize, score: usize) -> f64 {
+    let mut distribution = vec![0f64; total + 1];
+    distribution[0] = 1.0;
+    let mut reach = 0usize;
+    for (weight, &count) in weight_counts.iter().enumerate().skip(1) {
+        for _ in 0..count {
+            for s in (weight..=reach + weight).rev() {
+                distribution[s] = 0.5 * (distribution[s] + distribution[s - weight]);
+            }
+            for value in &mut distribution[..weight.min(reach + 1)] {
+                *value *= 0.5;
+            }
+            reach += weight;
+        }
+    }
+    distribution[score..].iter().sum::<f64>().min(1.0)
+}
+
+/// log10 of the Chernoff bound min over t > 0 of E[exp(t S)] exp(-t score),
+/// which bounds P[S >= score] from above.
+fn chernoff_log10(weight_counts: &[u32], total: u64, score: u64) -> f64 {
+    let mean = total as f64 / 2.0;
+    if (score as f64) <= mean {
+        return 0.0;
+    }
+    // ln E[exp(t S)] - t score is convex in t, so its minimum is found by
+    // bisection on the derivative sum n_w w / (1 + exp(-t w)) - score.
+    let derivative = |t: f64| -> f64 {
+        weight_counts
+            .iter()
+            .enumerate()
+            .map(|(w, &n)| f64::from(n) * w as f64 / (1.0 + (-t * w as f64).exp()))
+            .sum::<f64>()
+            - score as f64
+    };
+    let (mut low, mut high) = (0.0f64, 1.0f64);
+    while derivative(high) < 0.0 && high < 1e6 {
+        high *= 2.0;
+    }
+    for _ in 0..100 {
+        let middle = 0.5 * (low + high);
+        if derivative(middle) < 0.0 {
+            low = middle;
+        } else {
+            high = middle;
+        }
+    }
+    let t = high;
+    let ln_bound: f64 = weight_counts
+        .iter()
+        .enumerate()
+        .map(|(w, &n)| {
+            // ln((1 + exp(t w)) / 2), written to stay finite for large t w.
+            let x = t * w as f64;
+            f64::from(n) * (x.max(0.0) + (-x.abs()).exp().ln_1p() - LN_2)
+        })
+        .sum::<f64>()
+        - t * score as f64;
+    (ln_bound / LN_10).min(0.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,5 +322,102 @@ mod tests {
             ((all - expected) / expected).abs() < 1e-12,
             "tail at n {all}"
         );
+    }
+
+    /// P[S >= score] by listing all 2^n outcomes of the coins.
+    fn enumerated_tail(weights: &[u32], score: u64) -> f64 {
+        let n = weights.len();
+        let hits = (0u32..1 << n)
+            .filter(|outcome| {
+                let sum: u64 = (0..n)
+                    .filter(|&i| outcome >> i & 1 == 1)
+                    .map(|i| u64::from(weights[i]))
+                    .sum();
+                sum >= score
+            })
+            .count();
+        hits as f64 / f64::from(1u32 << n)
+    }
+
+    fn counts_of(weights: &[u32]) -> Vec<u32> {
+        let mut counts = vec![0u32; 1 + *weights.iter().max().unwrap_or(&0) as usize];
+        for &w in weights {
+            counts[w as usize] += 1;
+        }
+        counts
+    }
+
+    #[test]
+    fn weighted_tail_matches_enumeration() {
+        let sets: [&[u32]; 4] = [
+            &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+            &[0, 0, 3, 3, 3, 7, 12, 1, 1, 2, 5, 9, 4, 4],
+            &[12, 12, 12, 1],
+            &[2, 2, 2, 2, 2, 2],
+        ];
+        for weights in sets {
+            let counts = counts_of(weights);
+            let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
+            for score in 0..=total + 1 {
+                let expected = enumerated_tail(weights, score);
+                let actual = 10f64.powf(weighted_tail_log10(&counts, score));
+                let case = format!("weights {weights:?} score {score}");
+                if expected == 0.0 {
+                    assert_eq!(actual, 0.0, "{case}");
+                } else {
+                    assert_close(actual, expected, 1e-12, &case);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn unit_weights_give_the_binomial_tail() {
+        for (n, k) in [(1024u32, 600u64), (256, 170), (100, 50)] {
+            let weighted = weighted_tail_log10(&[0, n], k);
+            assert_eq!(weighted, binomial_tail_log10(n, k as u32));
+            // The same distribution written with weight 2 on every
+            // position: scores are doubled.
+            let doubled = weighted_tail_log10(&[0, 0, n], 2 * k);
+            assert!((doubled - weighted).abs() < 1e-9, "n {n} k {k}: {doubled}");
+        }
+    }
+
+    #[test]
+    fn chernoff_bound_lies_above_the_exact_tail() {
+        let counts = [40u32, 100, 90, 80, 70, 60, 50, 40, 30, 20, 15, 10, 5];
+        let total: u64 = counts
+            .iter()
+            .enumerate()
+            .map(|(w, &n)| w as u64 * u64::from(n))
+            .sum();
+        for score in [
+            total / 2 + 1,
+            total * 6 / 10,
+            total * 7 / 10,
+            total * 9 / 10,
+        ] {
+            let exact = exact_weighted_tail(&counts, total as usize, score as usize).log10();
+            let bound = chernoff_log10(&counts, total, score);
+            assert!(
+                bound >= exact,
+                "score {score}: bound {bound} < exact {exact}"
+            );
+            // The bound is loose by a modest factor, not by orders.
+            assert!(bound - exact < 2.0, "score {score}: {bound} vs {exact}");
+        }
+    }
+
+    #[test]
+    fn weighted_tail_stays_finite_past_underflow() {
+        // 4096 positions of weight 12, every coin agreeing: the true tail
+        // is 2^-4096, far below f64's range.
+        let mut counts = vec![0u32; 13];
+        counts[12] = 4096;
+        counts[3] = 10;
+        let log10 = weighted_tail_log10(&counts, 12 * 4096 + 30);
+        assert!(log10.is_finite(), "{log10}");
+        assert!(log10 < -1000.0, "{log10}");
+        assert!(log10 >= -1233.02 - 4.0, "not below the true tail: {log10}");
     }
 }
