@@ -605,7 +605,7 @@ mod tests {
     }
 
     #[test]
-    fn weighted_reading_scores_the_summed_weight_of_agreeing_signs() {
+    fn weighted_score_sums_agreeing_weights() {
         let key = key_a();
         let pattern = crate::watermark::sign_pattern(&key, 3, LEN);
         let magnitudes = plain_latent(11, LEN);
@@ -652,6 +652,7 @@ mod tests {
                 *value = -*value;
             }
         }
+
         let counted = detect_readings(
             &[Reading::all("all", &latent)],
             2,
@@ -659,6 +660,7 @@ mod tests {
             DEFAULT_THRESHOLD,
         );
         assert!(!counted.detected, "{counted:?}");
+
         let whole = vec![1.0; LEN];
         let weighted = detect_readings(
             &[Reading::weighted("weighted", &latent, &whole)],
@@ -687,15 +689,16 @@ mod tests {
                 key: &key,
                 serials: &serial,
             }];
-            let d = detect_readings(
+            let detection = detect_readings(
                 &[Reading::weighted("w", &latent, &whole)],
                 1,
                 &groups,
                 DEFAULT_THRESHOLD,
             );
-            below_5 += usize::from(d.p_value_raw <= 0.05);
-            below_1 += usize::from(d.p_value_raw <= 0.01);
+            below_5 += usize::from(detection.p_value_raw <= 0.05);
+            below_1 += usize::from(detection.p_value_raw <= 0.01);
         }
+
         let bound = |a: f64| a * trials as f64 + 3.0 * (a * (1.0 - a) * trials as f64).sqrt();
         assert!(
             (below_5 as f64) < bound(0.05),
