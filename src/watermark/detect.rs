@@ -3,8 +3,8 @@
 use serde::Serialize;
 
 use super::pattern::{
-    BitPattern, WeightedAgreement, keystream_words, pattern_bytes, weighted_agreement,
-    write_keystream,
+    BitPattern, WeightedAgreement, keystream_buffer_bytes, keystream_words, pattern_bytes,
+    weighted_agreement, write_keystream,
 };
 use super::stats::weighted_tail_log10;
 use super::{Payload, WatermarkKey};
@@ -302,8 +302,8 @@ fn best_of_group(group: &Candidates, readings: &[Reading], longest: usize) -> Op
     // Per reading: (highest score, position of its first serial).
     let agreement_of = weighted_agreement();
     let score = |first: usize, serials: &[u64]| -> Vec<(u64, usize)> {
-        let mut keystream = vec![0u8; pattern_bytes(longest)];
-        let mut words = vec![0u64; keystream.len() / 8];
+        let mut keystream = vec![0u8; keystream_buffer_bytes(longest)];
+        let mut words = vec![0u64; pattern_bytes(longest) / 8];
         let mut best = vec![(0u64, usize::MAX); readings.len()];
         for (offset, &serial) in serials.iter().enumerate() {
             write_keystream(group.key, serial, &mut keystream);
@@ -347,8 +347,8 @@ fn best_of_group(group: &Candidates, readings: &[Reading], longest: usize) -> Op
         })?;
     let reading = &readings[index];
     let serial = group.serials[position];
-    let mut keystream = vec![0u8; pattern_bytes(longest)];
-    let mut words = vec![0u64; keystream.len() / 8];
+    let mut keystream = vec![0u8; keystream_buffer_bytes(longest)];
+    let mut words = vec![0u64; pattern_bytes(longest) / 8];
     write_keystream(group.key, serial, &mut keystream);
     keystream_words(&keystream, &mut words);
     let agreement = agreement_of(reading.signs.words(), reading.counted.words(), &words) as u32;
