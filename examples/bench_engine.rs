@@ -70,6 +70,7 @@ fn main() -> anyhow::Result<()> {
         ema_decay: 0.999,
         noisy_share: 0.0,
         noisy_from: 0,
+        layout_dropout: 0.0,
     };
     let mut trainer = DiffusionTrainer::new(
         &text_cfg,

@@ -140,6 +140,17 @@ struct DiffusionArgs {
     /// names a model without them).
     #[arg(long)]
     coordinate_channels: bool,
+    /// Give the UNet's input convolution one channel per scene object
+    /// (three) containing the disc where the object lies, in caption order
+    /// (zeros in the starting weights when --init names a model without
+    /// them).
+    #[arg(long)]
+    layout_channels: bool,
+    /// Probability of zeroing the layout of an example that keeps its
+    /// caption (with --layout-channels); examples with the empty caption
+    /// always get a zero layout.
+    #[arg(long, default_value_t = 0.1)]
+    layout_dropout: f64,
     /// Share of examples trained at the noisiest timesteps (from
     /// --noisy-from on), where an image's layout is decided.
     #[arg(long, default_value_t = 0.0)]
@@ -485,7 +496,15 @@ fn vocabulary() -> Vec<String> {
     world::vocabulary().iter().map(|w| w.to_string()).collect()
 }
 
-fn model_config(scaling_factor: f64, coordinate_channels: bool) -> ModelConfig {
+/// Layout channels of a UNet trained with --layout-channels: one per
+/// object of the largest scenes of the world.
+const LAYOUT_CHANNELS: usize = 3;
+
+fn model_config(
+    scaling_factor: f64,
+    coordinate_channels: bool,
+    layout_channels: usize,
+) -> ModelConfig {
     let vocabulary = vocabulary();
     let text_encoder = TextEncoderConfig {
         vocab_size: vocabulary.len() + 4,
@@ -497,6 +516,7 @@ fn model_config(scaling_factor: f64, coordinate_channels: bool) -> ModelConfig {
         text_encoder,
         unet: UNetConfig {
             coordinate_channels,
+            layout_channels,
             ..UNetConfig::default()
         },
         vae: VaeConfig {
@@ -520,7 +540,18 @@ fn train_diffusion(args: &DiffusionArgs) -> anyhow::Result<()> {
     let (vae, _) = load_vae(&args.vae, &device)?;
     let scaling = latent_scaling(&args.vae, &vae, common.seed, &device)?;
     println!("latent scaling factor {scaling:.4}");
-    let config = model_config(scaling, args.coordinate_channels);
+    if !(0.0..=1.0).contains(&args.layout_dropout) {
+        bail!(
+            "--layout-dropout is {}; use a probability from 0 to 1",
+            args.layout_dropout
+        )
+    }
+    let layout_channels = if args.layout_channels {
+        LAYOUT_CHANNELS
+    } else {
+        0
+    };
+    let config = model_config(scaling, args.coordinate_channels, layout_channels);
     let settings = DiffusionTraining {
         caption_dropout: args.caption_dropout,
         prediction: config.prediction_type,
@@ -530,6 +561,7 @@ fn train_diffusion(args: &DiffusionArgs) -> anyhow::Result<()> {
         ema_decay: 0.999,
         noisy_share: args.noisy_share,
         noisy_from: args.noisy_from,
+        layout_dropout: args.layout_dropout,
     };
     let mut trainer = DiffusionTrainer::new(
         &config.text_encoder,
@@ -570,7 +602,12 @@ fn train_diffusion(args: &DiffusionArgs) -> anyhow::Result<()> {
     let progress = Progress::new(state.step, common.steps, common.minutes);
     while state.step < common.last_step() {
         let (latents, captions) = dataset.batch(state.step, common.batch)?;
-        let stats = trainer.step(&latents, &captions)?;
+        let stats = if layout_channels > 0 {
+            let layouts = dataset.layouts(state.step, common.batch)?;
+            trainer.step_with_layouts(&latents, &captions, Some(&layouts))?
+        } else {
+            trainer.step(&latents, &captions)?
+        };
         if after_step(
             common,
             &progress,
@@ -702,7 +739,8 @@ fn export(args: &ExportArgs) -> anyhow::Result<()> {
     };
     let scaling = latent_scaling(&args.vae, &vae, seed, &device)?;
     let mut tensors = stage_tensors(&args.diffusion, &["text_model.", "unet."], &device)?;
-    // A UNet trained with coordinate channels has two more inputs.
+    // A UNet trained with coordinate channels has two more inputs, one
+    // with layout channels three more; the sums 2, 3 and 5 tell them apart.
     let unet_inputs = match tensors.get("unet.conv_in.weight") {
         Some(weight) => weight.dim(1)?,
         None => bail!(
@@ -710,7 +748,20 @@ fn export(args: &ExportArgs) -> anyhow::Result<()> {
             args.diffusion.display()
         ),
     };
-    let mut config = model_config(scaling, unet_inputs > UNetConfig::default().in_channels);
+    let latent_channels = UNetConfig::default().in_channels;
+    let (coordinates, layout_channels) = match unet_inputs.checked_sub(latent_channels) {
+        Some(0) => (false, 0),
+        Some(2) => (true, 0),
+        Some(LAYOUT_CHANNELS) => (false, LAYOUT_CHANNELS),
+        Some(extra) if extra == 2 + LAYOUT_CHANNELS => (true, LAYOUT_CHANNELS),
+        _ => bail!(
+            "unet.conv_in.weight of {} takes {unet_inputs} input channels; expected {latent_channels} \
+             plus 0, 2 (coordinates), {LAYOUT_CHANNELS} (layout) or {} (both)",
+            args.diffusion.display(),
+            2 + LAYOUT_CHANNELS
+        ),
+    };
+    let mut config = model_config(scaling, coordinates, layout_channels);
     tensors.extend(vae_tensors);
     if let Some(reader) = &args.reader {
         tensors.extend(stage_tensors(reader, &["latent_reader."], &device)?);

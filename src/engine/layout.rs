@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 
 use super::EngineError;
 use super::tokenizer::Tokenizer;
-use crate::world::{SceneSampler, parse_words};
+use crate::world::{Placement, SceneSampler, parse_words};
 
 /// Settings of layout guidance, from a model's configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -114,6 +114,77 @@ impl PlannedObject {
     fn covers(&self, y: f32, x: f32) -> bool {
         (y - self.y).hypot(x - self.x) <= self.radius
     }
+}
+
+impl PlannedObject {
+    /// The circle the object should fill.
+    pub fn circle(&self) -> Circle {
+        Circle {
+            y: self.y,
+            x: self.x,
+            radius: self.radius,
+        }
+    }
+}
+
+/// A circle of a layout, in unit image coordinates (0 to 1, y down).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Circle {
+    pub y: f32,
+    pub x: f32,
+    pub radius: f32,
+}
+
+impl From<&Placement> for Circle {
+    fn from(placement: &Placement) -> Self {
+        Self {
+            y: placement.y,
+            x: placement.x,
+            radius: placement.radius,
+        }
+    }
+}
+
+/// Builds the layout input of a UNet with layout channels: `(batch,
+/// channels, height, width)`, one layout per latent. Channel `k` contains the
+/// disc of the layout's `k`-th circle, which is the `k`-th object in
+/// caption order. A cell counts 1 when its centre lies more than half a
+/// cell inside the circle, 0 when more than half a cell outside, and
+/// linearly in between. Channels without a circle, and every channel of an
+/// empty layout, are zero. A layout with more circles than `channels` is
+/// rejected.
+pub fn layout_maps(
+    layouts: &[Vec<Circle>],
+    channels: usize,
+    (height, width): (usize, usize),
+) -> Result<Tensor, EngineError> {
+    let cells = height * width;
+    // Distances are measured in cells of the finer axis.
+    let cells_per_unit = height.max(width) as f32;
+    for (index, layout) in layouts.iter().enumerate() {
+        if layout.len() > channels {
+            return Err(EngineError::InvalidConfig(format!(
+                "layout {index} has {} objects but the UNet has {channels} layout channels",
+                layout.len()
+            )));
+        }
+    }
+    let mut maps = vec![0f32; layouts.len() * channels * cells];
+    // The maximum keeps `chunks_mut` from a zero size when there is
+    // nothing to fill.
+    let per_latent = (channels * cells).max(1);
+    for (layout, slots) in layouts.iter().zip(maps.chunks_mut(per_latent)) {
+        for (circle, map) in layout.iter().zip(slots.chunks_mut(cells.max(1))) {
+            for (cell, value) in map.iter_mut().enumerate() {
+                let y = ((cell / width) as f32 + 0.5) / height as f32;
+                let x = ((cell % width) as f32 + 0.5) / width as f32;
+                let inside = circle.radius - (y - circle.y).hypot(x - circle.x);
+                *value = (inside * cells_per_unit + 0.5).clamp(0.0, 1.0);
+            }
+        }
+    }
+    Tensor::from_vec(maps, (layouts.len(), channels, height, width), &Device::Cpu)
+        .map_err(|source| EngineError::candle("building layout channels", source))
 }
 
 /// Draws `count` layouts of one prompt from the stream of `seed`, or none
@@ -396,6 +467,78 @@ mod tests {
         assert_eq!(choose(&[fits, swapped, elsewhere.clone()], &estimate), 0);
         let grey = RgbImage::from_pixel(64, 64, Rgb([90, 90, 90]));
         assert_eq!(choose(&[elsewhere.clone(), elsewhere], &grey), 0);
+    }
+
+    fn circle(y: f32, x: f32, radius: f32) -> Circle {
+        Circle { y, x, radius }
+    }
+
+    #[test]
+    fn layout_maps_put_each_disc_in_its_channel() {
+        let layouts = vec![
+            vec![circle(0.25, 0.25, 0.15), circle(0.75, 0.75, 0.1)],
+            Vec::new(),
+            vec![
+                circle(0.5, 0.5, 0.2),
+                circle(0.2, 0.8, 0.1),
+                circle(0.8, 0.2, 0.1),
+            ],
+        ];
+        let maps = layout_maps(&layouts, 3, (16, 16)).unwrap();
+        assert_eq!(maps.dims(), &[3, 3, 16, 16]);
+        let maps = maps.flatten_from(2).unwrap().to_vec3::<f32>().unwrap();
+        let at = |row: usize, column: usize| row * 16 + column;
+
+        // First latent: object 0 at cells around (4, 4), object 1 around
+        // (12, 12), nothing in channel 2.
+        let first = &maps[0];
+        assert_eq!(first[0][at(3, 3)], 1.0);
+        assert_eq!(first[0][at(4, 4)], 1.0);
+        assert_eq!(first[0][at(12, 12)], 0.0);
+        assert_eq!(first[1][at(12, 12)], 1.0);
+        assert_eq!(first[1][at(4, 4)], 0.0);
+        assert_eq!(first[0][at(0, 15)], 0.0);
+        assert!(first[2].iter().all(|&v| v == 0.0));
+        // A radius of 0.15 covers about pi * 2.4^2 = 18 cells.
+        let area: f32 = first[0].iter().sum();
+        assert!((14.0..=23.0).contains(&area), "disc area {area}");
+        assert!(first[0].iter().all(|&v| (0.0..=1.0).contains(&v)));
+        assert!(
+            first[0].iter().any(|&v| v > 0.0 && v < 1.0),
+            "the edge should be soft"
+        );
+
+        assert!(maps[1].iter().flatten().all(|&v| v == 0.0));
+
+        let third = &maps[2];
+        assert_eq!(third[0][at(8, 8)], 1.0);
+        assert_eq!(third[1][at(3, 12)], 1.0);
+        assert_eq!(third[1][at(12, 3)], 0.0);
+        assert_eq!(third[2][at(12, 3)], 1.0);
+        assert_eq!(third[2][at(3, 12)], 0.0);
+    }
+
+    #[test]
+    fn layout_maps_reject_extra_objects() {
+        let layout = vec![vec![circle(0.5, 0.5, 0.1); 4]];
+        let err = layout_maps(&layout, 3, (16, 16)).unwrap_err().to_string();
+        assert!(err.contains("4 objects"), "{err}");
+        assert!(err.contains("3 layout channels"), "{err}");
+    }
+
+    #[test]
+    fn planned_circles_follow_caption_order() {
+        let plan = &plans_of("a red circle left of a blue square and a green star")[0];
+        let circles: Vec<Circle> = plan.iter().map(PlannedObject::circle).collect();
+        assert_eq!(circles.len(), 3);
+        assert!(circles[0].x < circles[1].x, "{circles:?}");
+        let maps = layout_maps(&[circles.clone()], 3, (16, 16)).unwrap();
+        let maps = maps.flatten_from(2).unwrap().to_vec3::<f32>().unwrap();
+        for (k, c) in circles.iter().enumerate() {
+            let row = ((c.y * 16.0) as usize).min(15);
+            let column = ((c.x * 16.0) as usize).min(15);
+            assert!(maps[0][k][row * 16 + column] > 0.9, "object {k} at {c:?}");
+        }
     }
 
     #[test]

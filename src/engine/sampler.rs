@@ -64,6 +64,15 @@ impl Model {
             )?,
             None => None,
         };
+        // A UNet with layout channels reads the chosen layout at every
+        // step, but the attention bias applies to the leading steps only.
+        let (plain, layout) = match layout {
+            Some(planned) => (
+                plain.with_layout(planned.channels.clone())?,
+                Some((planned.guided, planned.active_steps)),
+            ),
+            None => (plain, None),
+        };
         let ddim = Ddim::new(&self.schedule, self.config.prediction_type);
         let mut x = noise.clone();
         for (i, &t) in timesteps.iter().enumerate() {
@@ -82,8 +91,8 @@ impl Model {
     }
 
     /// Plans the layouts of a batch (see `engine::layout`) and returns the
-    /// conditioning that carries them with the number of leading steps it
-    /// applies to, or `None` when no prompt of the batch has a layout.
+    /// conditioning that carries them, or `None` when no prompt of the
+    /// batch has a layout.
     fn layout<S: AsRef<str>>(
         &self,
         noise: &Tensor,
@@ -92,7 +101,7 @@ impl Model {
         plain: &Conditioning,
         timesteps: &[usize],
         guidance: &LayoutGuidance,
-    ) -> Result<Option<(Conditioning, usize)>, EngineError> {
+    ) -> Result<Option<PlannedConditioning>, EngineError> {
         guidance.validate()?;
         let err = |source| EngineError::candle("planning layouts", source);
         let latents = noise
@@ -142,6 +151,20 @@ impl Model {
         .to_device(noise.device())
         .and_then(|t| t.to_dtype(noise.dtype()))
         .map_err(err)?;
+        let channels = match self.unet.config().layout_channels {
+            0 => None,
+            count => {
+                let circles: Vec<Vec<layout::Circle>> = chosen
+                    .iter()
+                    .map(|plan| plan.iter().map(PlannedObject::circle).collect())
+                    .collect();
+                let maps = layout::layout_maps(&circles, count, (height, width))?
+                    .to_device(noise.device())
+                    .and_then(|t| t.to_dtype(noise.dtype()))
+                    .map_err(err)?;
+                Some(maps)
+            }
+        };
         // Every latent's context gains the empty prompt's tokens; the
         // unconditional half attends to them twice, which changes nothing.
         let guided = Conditioning::new(
@@ -149,8 +172,13 @@ impl Model {
             &Tensor::cat(&[uncond, uncond], 1).map_err(err)?,
             Some(regions),
             plain.guidance,
-        )?;
-        Ok(Some((guided, guidance.active_steps(timesteps.len()))))
+        )?
+        .with_layout(channels.clone())?;
+        Ok(Some(PlannedConditioning {
+            guided,
+            active_steps: guidance.active_steps(timesteps.len()),
+            channels,
+        }))
     }
 
     /// Runs `timesteps` from `noise` without layout guidance and decodes the
@@ -194,7 +222,13 @@ impl Model {
     ) -> Result<Tensor, EngineError> {
         let err = |source| EngineError::candle("sampling", source);
         if !conditioning.guided() {
-            return self.unet_at(x, t, &conditioning.context, conditioning.regions.as_ref());
+            return self.unet_at(
+                x,
+                t,
+                &conditioning.context,
+                conditioning.regions.as_ref(),
+                conditioning.layout.as_ref(),
+            );
         }
         let batch = x.dim(0).map_err(err)?;
         let input = Tensor::cat(&[x, x], 0).map_err(err)?;
@@ -203,6 +237,7 @@ impl Model {
             t,
             &conditioning.context,
             conditioning.regions.as_ref(),
+            conditioning.layout.as_ref(),
         )?;
         let uncond = out.narrow(0, 0, batch).map_err(err)?;
         let cond = out.narrow(0, batch, batch).map_err(err)?;
@@ -226,12 +261,12 @@ impl Model {
         let mut x = latents.clone();
         let mut alpha_below = 1.0;
         for &t in &timesteps {
-            let output = self.unet_at(&x, t, &context, None)?;
+            let output = self.unet_at(&x, t, &context, None, None)?;
             let mut estimate = ddim
                 .invert_step(&x, alpha_below, &x, &output, t)
                 .map_err(err)?;
             for _ in 0..options.refinements {
-                let output = self.unet_at(&estimate, t, &context, None)?;
+                let output = self.unet_at(&estimate, t, &context, None, None)?;
                 estimate = ddim
                     .invert_step(&x, alpha_below, &estimate, &output, t)
                     .map_err(err)?;
@@ -242,19 +277,21 @@ impl Model {
         Ok(x)
     }
 
-    /// Runs the UNet at one timestep for the whole batch.
+    /// Runs the UNet at one timestep for the whole batch. Inversion passes
+    /// no layout, so a UNet with layout channels inverts with zeros there.
     fn unet_at(
         &self,
         x: &Tensor,
         t: usize,
         context: &Tensor,
         regions: Option<&Tensor>,
+        layout: Option<&Tensor>,
     ) -> Result<Tensor, EngineError> {
         let err = |source| EngineError::candle("running the UNet", source);
         let batch = x.dim(0).map_err(err)?;
         let timesteps = Tensor::full(t as f32, batch, &self.device).map_err(err)?;
         self.unet
-            .forward_with_regions(x, &timesteps, context, regions)
+            .forward_with_layout(x, &timesteps, context, regions, layout)
             .map_err(err)
     }
 }
@@ -273,12 +310,24 @@ pub fn latent_std(latents: &Tensor) -> Result<Vec<f32>, EngineError> {
 }
 
 /// The text side of a sampling step: the context the UNet attends to, its
-/// region biases, and the guidance scale. With guidance, the batch is the
-/// unconditional half followed by the conditional half.
+/// region biases, the layout channels, and the guidance scale. With
+/// guidance, the batch is the unconditional half followed by the
+/// conditional half.
 struct Conditioning {
     context: Tensor,
     regions: Option<Tensor>,
+    layout: Option<Tensor>,
     guidance: f64,
+}
+
+/// A planned layout as sampling uses it: the conditioning with the
+/// attention bias, the number of leading steps it applies to, and the
+/// layout channels `(batch, channels, h, w)` of the conditional half, when
+/// the UNet has them.
+struct PlannedConditioning {
+    guided: Conditioning,
+    active_steps: usize,
+    channels: Option<Tensor>,
 }
 
 impl Conditioning {
@@ -296,6 +345,7 @@ impl Conditioning {
             return Ok(Self {
                 context: cond.clone(),
                 regions,
+                layout: None,
                 guidance,
             });
         }
@@ -307,7 +357,29 @@ impl Conditioning {
         Ok(Self {
             context,
             regions,
+            layout: None,
             guidance,
+        })
+    }
+
+    /// Gives the conditional half the layout channels `layout` `(batch,
+    /// channels, h, w)`, and the unconditional half zeros.
+    fn with_layout(self, layout: Option<Tensor>) -> Result<Self, EngineError> {
+        let err = |source| EngineError::candle("preparing the layout channels", source);
+        let Some(layout) = layout else {
+            return Ok(Self {
+                layout: None,
+                ..self
+            });
+        };
+        let layout = if self.guided() {
+            Tensor::cat(&[&layout.zeros_like().map_err(err)?, &layout], 0).map_err(err)?
+        } else {
+            layout
+        };
+        Ok(Self {
+            layout: Some(layout),
+            ..self
         })
     }
 
@@ -338,6 +410,39 @@ mod tests {
             guidance: model.config().default_guidance,
             layout,
         }
+    }
+
+    #[test]
+    fn layout_channels_reach_only_the_conditional_half() {
+        let device = Device::Cpu;
+        let cond = Tensor::ones((2, 3, 4), DType::F32, &device).unwrap();
+        let uncond = Tensor::zeros((2, 3, 4), DType::F32, &device).unwrap();
+        let layout = Tensor::ones((2, 3, 4, 4), DType::F32, &device).unwrap();
+        let guided = Conditioning::new(&cond, &uncond, None, 3.0)
+            .unwrap()
+            .with_layout(Some(layout.clone()))
+            .unwrap();
+        let channels = guided.layout.unwrap();
+        assert_eq!(channels.dims(), &[4, 3, 4, 4]);
+        let per_latent: Vec<f32> = channels
+            .flatten_from(1)
+            .unwrap()
+            .sum(1)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(per_latent, [0.0, 0.0, 48.0, 48.0]);
+
+        let unguided = Conditioning::new(&cond, &uncond, None, 1.0)
+            .unwrap()
+            .with_layout(Some(layout))
+            .unwrap();
+        assert_eq!(unguided.layout.unwrap().dims(), &[2, 3, 4, 4]);
+        let none = Conditioning::new(&cond, &uncond, None, 3.0)
+            .unwrap()
+            .with_layout(None)
+            .unwrap();
+        assert!(none.layout.is_none());
     }
 
     #[test]

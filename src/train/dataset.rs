@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use sha2::{Digest, Sha256};
 
+use crate::engine::layout::Circle;
 use crate::engine::model::images_to_tensor;
 use crate::engine::vae::AutoEncoderKl;
 use crate::watermark::noise::NoiseStream;
@@ -84,7 +85,8 @@ impl LatentDataset {
     }
 
     /// Reads latents written by [`save`](Self::save) and draws the same
-    /// scenes again from `seed`.
+    /// scenes again from `seed`, so their captions and object circles need
+    /// no storage of their own.
     pub fn load(path: &Path, seed: u64, device: &Device) -> candle_core::Result<Self> {
         let tensors = candle_core::safetensors::load(path, device)?;
         let Some(latents) = tensors.get("latents") else {
@@ -119,13 +121,7 @@ impl LatentDataset {
     /// a resumed run sees the same batches. Captions alternate between
     /// English and Chinese.
     pub fn batch(&self, step: usize, batch: usize) -> candle_core::Result<(Tensor, Vec<String>)> {
-        if self.is_empty() {
-            candle_core::bail!("the latent set is empty")
-        }
-        let mut rng = NoiseStream::with_domain(b"mmgen latent batches", self.seed ^ step as u64);
-        let indices: Vec<u32> = (0..batch)
-            .map(|_| rng.next_below(self.len() as u64) as u32)
-            .collect();
+        let indices = self.indices(step, batch)?;
         let captions = indices
             .iter()
             .enumerate()
@@ -140,6 +136,34 @@ impl LatentDataset {
             .collect();
         let index = Tensor::from_vec(indices, batch, self.latents.device())?;
         Ok((self.latents.index_select(&index, 0)?, captions))
+    }
+
+    /// The object circles of the scenes in [`batch`](Self::batch) of the
+    /// same step and size: each scene's shapes in caption order (the first
+    /// named, the one it is related to, then the third).
+    pub fn layouts(&self, step: usize, batch: usize) -> candle_core::Result<Vec<Vec<Circle>>> {
+        let indices = self.indices(step, batch)?;
+        Ok(indices
+            .iter()
+            .map(|&index| {
+                self.scenes[index as usize]
+                    .placements
+                    .iter()
+                    .map(Circle::from)
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// Indices of the scenes of step `step`'s batch.
+    fn indices(&self, step: usize, batch: usize) -> candle_core::Result<Vec<u32>> {
+        if self.is_empty() {
+            candle_core::bail!("the latent set is empty")
+        }
+        let mut rng = NoiseStream::with_domain(b"mmgen latent batches", self.seed ^ step as u64);
+        Ok((0..batch)
+            .map(|_| rng.next_below(self.len() as u64) as u32)
+            .collect())
     }
 }
 
@@ -191,6 +215,52 @@ mod tests {
             .unwrap();
         // F16 storage rounds to about three decimal digits.
         assert!(diff < 1e-2, "loaded latents differ by {diff}");
+    }
+
+    #[test]
+    fn layouts_match_captions_of_the_batch() {
+        let vae = tiny_vae();
+        let set = LatentDataset::build(&vae, 1.0, 16, 7, 60, &Device::Cpu, &mut |_| {}).unwrap();
+        let (_, captions) = set.batch(4, 40).unwrap();
+        let layouts = set.layouts(4, 40).unwrap();
+        assert_eq!(layouts.len(), 40);
+        let mut related = 0;
+        for (caption, circles) in captions.iter().zip(&layouts) {
+            // English captions start each object with "a". Chinese ones
+            // name the related object after 在 without a 一个 of its own.
+            let objects = if caption.starts_with("a ") {
+                1 + caption.matches(" a ").count()
+            } else {
+                caption.matches("一个").count() + usize::from(caption.contains('在'))
+            };
+            assert_eq!(circles.len(), objects, "{caption}");
+            if circles.len() < 2 {
+                continue;
+            }
+            related += 1;
+            let (first, second) = (circles[0], circles[1]);
+            let has = |english: &str, chinese: &str| {
+                caption.contains(english) || caption.contains(chinese)
+            };
+            if has("left of", "左边") {
+                assert!(first.x < second.x, "{caption}: {circles:?}");
+            } else if has("right of", "右边") {
+                assert!(first.x > second.x, "{caption}: {circles:?}");
+            } else if has("above", "上方") {
+                assert!(first.y < second.y, "{caption}: {circles:?}");
+            } else if has("below", "下方") {
+                assert!(first.y > second.y, "{caption}: {circles:?}");
+            } else {
+                panic!("no relation word in {caption}");
+            }
+        }
+        assert!(related >= 10, "only {related} relations checked");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("set.safetensors");
+        set.save(&path).unwrap();
+        let loaded = LatentDataset::load(&path, 7, &Device::Cpu).unwrap();
+        assert_eq!(loaded.layouts(4, 40).unwrap(), layouts);
     }
 
     #[test]

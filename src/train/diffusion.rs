@@ -11,6 +11,7 @@ use super::StepStats;
 use super::optim::{AdamW, Ema, LrSchedule};
 use crate::engine::clip::{TextEncoder, TextEncoderConfig};
 use crate::engine::init::SeededInit;
+use crate::engine::layout::{Circle, layout_maps};
 use crate::engine::schedule::{NoiseSchedule, PredictionType};
 use crate::engine::tokenizer::Tokenizer;
 use crate::engine::unet::{UNet, UNetConfig};
@@ -38,6 +39,11 @@ pub struct DiffusionTraining {
     pub noisy_share: f64,
     /// First timestep of the noisiest part; see `noisy_share`.
     pub noisy_from: usize,
+    /// Probability of zeroing the layout of an example that keeps its
+    /// caption, so the model still samples from text alone. Examples whose
+    /// caption is dropped always lose their layout too. Used only when the
+    /// UNet has layout channels.
+    pub layout_dropout: f64,
 }
 
 /// A text encoder and UNet being trained together.
@@ -92,7 +98,8 @@ impl DiffusionTrainer {
     /// `unet.conv_in.weight`) and restarts the moving average from them.
     /// A convolution that now takes more input channels than the saved one
     /// gets zeros for the new channels, so a UNet widened with coordinate
-    /// channels starts out computing what the saved one computed. Returns
+    /// or layout channels starts out computing what the saved one
+    /// computed. Returns
     /// the number of variables set.
     pub fn start_from(&mut self, tensors: &HashMap<String, Tensor>) -> candle_core::Result<usize> {
         let mut set = 0;
@@ -119,24 +126,67 @@ impl DiffusionTrainer {
         latents: &Tensor,
         captions: &[S],
     ) -> candle_core::Result<StepStats> {
+        self.step_with_layouts(latents, captions, None)
+    }
+
+    /// Like [`step`](Self::step), with each example's object circles in
+    /// caption order for a UNet with layout channels. Without `layouts`,
+    /// such a UNet trains on zero layouts.
+    pub fn step_with_layouts<S: AsRef<str>>(
+        &mut self,
+        latents: &Tensor,
+        captions: &[S],
+        layouts: Option<&[Vec<Circle>]>,
+    ) -> candle_core::Result<StepStats> {
         let step = self.adam.steps_done();
         let device = latents.device();
         let batch = latents.dim(0)?;
         let mut rng = NoiseStream::with_domain(b"mmgen train diffusion", self.seed ^ step as u64);
+        let layout_channels = self.unet.config().layout_channels;
+        if let Some(layouts) = layouts {
+            if layout_channels == 0 {
+                candle_core::bail!("layouts were passed but the UNet has no layout channels")
+            }
+            if layouts.len() != batch {
+                candle_core::bail!("{batch} latents but {} layouts", layouts.len())
+            }
+        }
 
-        // 1. Captions, some dropped to the empty prompt.
+        // 1. Captions, some dropped to the empty prompt. The draws come in
+        // the order the built-in model was trained with.
+        let dropped: Vec<bool> = (0..captions.len())
+            .map(|_| rng.next_uniform() < self.settings.caption_dropout)
+            .collect();
         let ids: Vec<u32> = captions
             .iter()
-            .flat_map(|c| {
-                let text = if rng.next_uniform() < self.settings.caption_dropout {
-                    ""
-                } else {
-                    c.as_ref()
-                };
+            .zip(&dropped)
+            .flat_map(|(c, &dropped)| {
+                let text = if dropped { "" } else { c.as_ref() };
                 self.tokenizer.encode(text).ids
             })
             .collect();
         let ids = Tensor::from_vec(ids, (batch, self.tokenizer.max_len()), device)?;
+
+        // Layouts, zeroed with the caption or on their own.
+        let layout = if layout_channels > 0 {
+            let kept: Vec<Vec<Circle>> = dropped
+                .iter()
+                .enumerate()
+                .map(|(i, &dropped)| {
+                    let keep = !dropped && rng.next_uniform() >= self.settings.layout_dropout;
+                    match layouts {
+                        Some(layouts) if keep => layouts[i].clone(),
+                        _ => Vec::new(),
+                    }
+                })
+                .collect();
+            let (_, _, height, width) = latents.dims4()?;
+            let maps = layout_maps(&kept, layout_channels, (height, width))
+                .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+            Some(maps.to_device(device)?.to_dtype(latents.dtype())?)
+        } else {
+            None
+        };
 
         // 2. Timesteps and noise.
         let steps = self.schedule.train_steps() as u64;
@@ -167,7 +217,9 @@ impl DiffusionTrainer {
             device,
         )?;
         let context = self.text_encoder.forward(&ids)?;
-        let output = self.unet.forward(&noisy, &t, &context)?;
+        let output = self
+            .unet
+            .forward_with_layout(&noisy, &t, &context, None, layout.as_ref())?;
         let loss = (output - target)?.sqr()?.mean_all()?;
         let mut grads = loss.backward()?;
         let grad_norm = self
@@ -238,7 +290,7 @@ mod tests {
     use super::*;
     use crate::engine::tokenizer::Tokenizer;
 
-    fn trainer(coordinates: bool) -> DiffusionTrainer {
+    fn trainer(coordinates: bool, layout_channels: usize) -> DiffusionTrainer {
         let text = TextEncoderConfig {
             vocab_size: 12,
             max_position_embeddings: 6,
@@ -258,6 +310,7 @@ mod tests {
             attention_heads: 2,
             norm_num_groups: 4,
             coordinate_channels: coordinates,
+            layout_channels,
         };
         let tokenizer = Tokenizer::new(&["red".to_string(), "circle".to_string()], 6);
         let settings = DiffusionTraining {
@@ -274,12 +327,17 @@ mod tests {
             ema_decay: 0.999,
             noisy_share: 0.0,
             noisy_from: 0,
+            layout_dropout: 0.1,
         };
         let schedule = NoiseSchedule::cosine(100);
         DiffusionTrainer::new(&text, &unet, tokenizer, schedule, settings, 3, &Device::Cpu).unwrap()
     }
 
     fn predict(trainer: &DiffusionTrainer) -> Tensor {
+        predict_with_layout(trainer, None)
+    }
+
+    fn predict_with_layout(trainer: &DiffusionTrainer, layout: Option<&Tensor>) -> Tensor {
         let device = Device::Cpu;
         let latents = Tensor::arange(0f32, 256.0, &device)
             .unwrap()
@@ -290,19 +348,126 @@ mod tests {
         let ids = Tensor::new(&[[1u32, 4, 5, 2, 0, 0]], &device).unwrap();
         let t = Tensor::new(&[300f32], &device).unwrap();
         let context = trainer.text_encoder.forward(&ids).unwrap();
-        trainer.unet.forward(&latents, &t, &context).unwrap()
+        trainer
+            .unet
+            .forward_with_layout(&latents, &t, &context, None, layout)
+            .unwrap()
+    }
+
+    fn max_gap(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
+
+    fn saved_weights(trainer: &DiffusionTrainer) -> HashMap<String, Tensor> {
+        trainer
+            .adam
+            .vars()
+            .iter()
+            .map(|(name, var)| (name.clone(), var.as_tensor().copy().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn layout_widened_unet_keeps_saved_output() {
+        let plain = trainer(false, 0);
+        let saved = saved_weights(&plain);
+        let mut widened = trainer(true, 3);
+        let layouts = vec![vec![
+            Circle {
+                y: 0.3,
+                x: 0.3,
+                radius: 0.2,
+            },
+            Circle {
+                y: 0.7,
+                x: 0.6,
+                radius: 0.15,
+            },
+        ]];
+        let layout = layout_maps(&layouts, 3, (8, 8)).unwrap();
+        let before = predict_with_layout(&widened, Some(&layout));
+        assert_eq!(widened.start_from(&saved).unwrap(), saved.len());
+        let expected = predict(&plain);
+        let with_layout = predict_with_layout(&widened, Some(&layout));
+        let without_layout = predict(&widened);
+        assert!(
+            max_gap(&with_layout, &expected) < 1e-5,
+            "zero weights on the layout moved the output"
+        );
+        assert!(max_gap(&without_layout, &expected) < 1e-5);
+        assert!(
+            max_gap(&before, &expected) > 1e-3,
+            "fresh weights already matched"
+        );
+        let averaged = &widened.ema.tensors()["unet.conv_in.weight"];
+        assert_eq!(averaged.dims(), &[8, 9, 3, 3]);
+    }
+
+    #[test]
+    fn layout_step_trains_new_weights() {
+        let plain = trainer(false, 0);
+        let saved = saved_weights(&plain);
+        let mut widened = trainer(false, 3);
+        widened.start_from(&saved).unwrap();
+        let device = Device::Cpu;
+        let latents = Tensor::arange(0f32, 512.0, &device)
+            .unwrap()
+            .affine(0.004, -1.0)
+            .unwrap()
+            .reshape((2, 4, 8, 8))
+            .unwrap();
+        let circle = Circle {
+            y: 0.5,
+            x: 0.5,
+            radius: 0.3,
+        };
+        let layouts = vec![vec![circle], vec![circle, circle]];
+        widened
+            .step_with_layouts(&latents, &["red circle", "circle"], Some(&layouts))
+            .unwrap();
+        let weight = widened.varmap.data().lock().unwrap()["unet.conv_in.weight"]
+            .as_tensor()
+            .clone();
+        let layout_part = weight.narrow(1, 4, 3).unwrap();
+        let moved: f32 = layout_part
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(moved > 0.0, "the layout weights got no update");
+
+        let err = widened
+            .step_with_layouts(&latents, &["red circle", "circle"], Some(&layouts[..1]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("2 latents but 1 layouts"), "{err}");
+        let mut plain = trainer(false, 0);
+        let err = plain
+            .step_with_layouts(&latents, &["red circle", "circle"], Some(&layouts))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no layout channels"), "{err}");
     }
 
     #[test]
     fn widened_unet_keeps_saved_output() {
-        let plain = trainer(false);
+        let plain = trainer(false, 0);
         let saved: HashMap<String, Tensor> = plain
             .adam
             .vars()
             .iter()
             .map(|(name, var)| (name.clone(), var.as_tensor().copy().unwrap()))
             .collect();
-        let mut widened = trainer(true);
+        let mut widened = trainer(true, 0);
         let before = predict(&widened);
         assert_eq!(widened.start_from(&saved).unwrap(), saved.len());
         let after = predict(&widened);
@@ -328,7 +493,7 @@ mod tests {
 
     #[test]
     fn noisy_share_moves_timesteps_up() {
-        let mut settings = trainer(false).settings;
+        let mut settings = trainer(false, 0).settings;
         let mut uniform = NoiseStream::with_domain(b"timesteps", 9);
         let plain = draw_timesteps(&mut uniform, 400, 1000, &settings);
         let mut reference = NoiseStream::with_domain(b"timesteps", 9);
@@ -353,7 +518,7 @@ mod tests {
 
     #[test]
     fn start_from_names_bad_tensor() {
-        let mut target = trainer(false);
+        let mut target = trainer(false, 0);
         let err = target.start_from(&HashMap::new()).unwrap_err().to_string();
         assert!(err.contains("is missing"), "{err}");
         let mut saved: HashMap<String, Tensor> = target

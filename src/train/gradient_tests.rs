@@ -26,6 +26,7 @@ fn unet_config() -> UNetConfig {
         attention_heads: 2,
         norm_num_groups: 4,
         coordinate_channels: true,
+        layout_channels: 3,
     }
 }
 
@@ -139,9 +140,12 @@ fn diffusion_loss_reaches_every_text_encoder_and_unet_tensor() {
     let noisy = ramp(&[2, 4, 8, 8], 1.0);
     let target = ramp(&[2, 4, 8, 8], 0.7).sin().unwrap();
     let t = Tensor::new(&[150f32, 700.0], &Device::Cpu).unwrap();
+    let layout = ramp(&[2, 3, 8, 8], 0.3).cos().unwrap();
     let loss = || {
         let context = text.forward(&ids).unwrap();
-        let out = unet.forward(&noisy, &t, &context).unwrap();
+        let out = unet
+            .forward_with_layout(&noisy, &t, &context, None, Some(&layout))
+            .unwrap();
         (out - &target).unwrap().sqr().unwrap().mean_all().unwrap()
     };
     check(

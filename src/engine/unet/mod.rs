@@ -42,6 +42,12 @@ pub struct UNetConfig {
     /// with them gave.
     #[serde(default)]
     pub coordinate_channels: bool,
+    /// Number of layout channels that `conv_in` also takes after the
+    /// latent (and coordinates). Channel `k` contains the disc where the
+    /// `k`-th object of the prompt should go (see
+    /// `engine::layout::layout_maps`). 0 in the built-in model.
+    #[serde(default)]
+    pub layout_channels: usize,
 }
 
 impl Default for UNetConfig {
@@ -56,6 +62,7 @@ impl Default for UNetConfig {
             attention_heads: 4,
             norm_num_groups: 16,
             coordinate_channels: false,
+            layout_channels: 0,
         }
     }
 }
@@ -173,6 +180,22 @@ impl UNet {
         context: &Tensor,
         regions: Option<&Tensor>,
     ) -> Result<Tensor> {
+        self.forward_with_layout(latents, timesteps, context, regions, None)
+    }
+
+    /// Like `forward_with_regions`, with `layout` `(batch, layout_channels,
+    /// h, w)` fed to `conv_in` after the latent. Without `layout`, a UNet
+    /// with layout channels gets zeros there, which is what it was trained
+    /// on for prompts without a layout. Passing a layout to a UNet without
+    /// layout channels, or one of another shape, is an error.
+    pub fn forward_with_layout(
+        &self,
+        latents: &Tensor,
+        timesteps: &Tensor,
+        context: &Tensor,
+        regions: Option<&Tensor>,
+        layout: Option<&Tensor>,
+    ) -> Result<Tensor> {
         // 1. Timestep embedding.
         let temb = timestep_embedding(timesteps, self.config.block_out_channels[0])?
             .to_dtype(latents.dtype())?;
@@ -180,13 +203,11 @@ impl UNet {
             .time_linear_2
             .forward(&self.time_linear_1.forward(&temb)?.apply(&nn::Silu)?)?;
 
-        // 2. Input convolution, with the cells' coordinates if configured.
-        let mut xs = if self.config.coordinate_channels {
-            self.conv_in
-                .forward(&Tensor::cat(&[latents, &coordinate_grid(latents)?], 1)?)?
-        } else {
-            self.conv_in.forward(latents)?
-        };
+        // 2. Input convolution, with the cells' coordinates and the layout
+        // if configured.
+        let mut xs = self
+            .conv_in
+            .forward(&self.conv_in_input(latents, layout)?)?;
         let mut skips = vec![xs.clone()];
 
         // 3. Contracting path.
@@ -210,11 +231,51 @@ impl UNet {
     }
 }
 
+impl UNet {
+    /// Joins the latent with the extra input channels that the
+    /// configuration asks for: coordinates, then the layout.
+    fn conv_in_input(&self, latents: &Tensor, layout: Option<&Tensor>) -> Result<Tensor> {
+        let (batch, _, h, w) = latents.dims4()?;
+        let channels = self.config.layout_channels;
+        let mut parts = vec![latents.clone()];
+        if self.config.coordinate_channels {
+            parts.push(coordinate_grid(latents)?);
+        }
+        match layout {
+            Some(_) if channels == 0 => {
+                candle_core::bail!("unet: a layout was passed but the UNet has no layout channels")
+            }
+            Some(layout) => {
+                if layout.dims() != [batch, channels, h, w] {
+                    candle_core::bail!(
+                        "unet: layout has shape {:?}, expected [{batch}, {channels}, {h}, {w}]",
+                        layout.dims()
+                    )
+                }
+                parts.push(layout.to_dtype(latents.dtype())?);
+            }
+            None if channels > 0 => {
+                parts.push(Tensor::zeros(
+                    (batch, channels, h, w),
+                    latents.dtype(),
+                    latents.device(),
+                )?);
+            }
+            None => {}
+        }
+        if parts.len() == 1 {
+            return Ok(latents.clone());
+        }
+        Tensor::cat(&parts, 1)
+    }
+}
+
 impl UNetConfig {
     /// Input channels of `conv_in`: the latent's, plus two coordinate
-    /// channels when configured.
+    /// channels and the layout channels when configured.
     pub fn conv_in_channels(&self) -> usize {
-        self.in_channels + if self.coordinate_channels { 2 } else { 0 }
+        let coordinates = if self.coordinate_channels { 2 } else { 0 };
+        self.in_channels + coordinates + self.layout_channels
     }
 }
 
@@ -279,6 +340,7 @@ mod tests {
             attention_heads: 2,
             norm_num_groups: 4,
             coordinate_channels: false,
+            layout_channels: 0,
         }
     }
 
@@ -391,6 +453,86 @@ mod tests {
         let t = Tensor::new(&[10f32, 500.0], &Device::Cpu).unwrap();
         let ctx = Tensor::zeros((2, 5, 12), DType::F32, &Device::Cpu).unwrap();
         assert_eq!(unet.forward(&x, &t, &ctx).unwrap().dims(), &[2, 4, 8, 8]);
+    }
+
+    #[test]
+    fn layout_channels_feed_conv_in() {
+        let map = VarMap::new();
+        let cfg = UNetConfig {
+            coordinate_channels: true,
+            layout_channels: 3,
+            ..tiny()
+        };
+        let unet = UNet::new(
+            &cfg,
+            VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu),
+        )
+        .unwrap();
+        let weight = map.data().lock().unwrap()["conv_in.weight"]
+            .as_tensor()
+            .clone();
+        assert_eq!(weight.dims(), &[8, 9, 3, 3]);
+
+        let x = Tensor::ones((2, 4, 8, 8), DType::F32, &Device::Cpu).unwrap();
+        let t = Tensor::new(&[10f32, 500.0], &Device::Cpu).unwrap();
+        let ctx = Tensor::zeros((2, 5, 12), DType::F32, &Device::Cpu).unwrap();
+        let plain = unet.forward(&x, &t, &ctx).unwrap();
+        let zero = Tensor::zeros((2, 3, 8, 8), DType::F32, &Device::Cpu).unwrap();
+        let with_zero = unet
+            .forward_with_layout(&x, &t, &ctx, None, Some(&zero))
+            .unwrap();
+        let gap = |a: &Tensor, b: &Tensor| -> f32 {
+            (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap()
+        };
+        assert!(gap(&plain, &with_zero) < 1e-6, "no layout must mean zeros");
+        let disc = Tensor::ones((2, 3, 8, 8), DType::F32, &Device::Cpu).unwrap();
+        let with_disc = unet
+            .forward_with_layout(&x, &t, &ctx, None, Some(&disc))
+            .unwrap();
+        assert!(gap(&plain, &with_disc) > 1e-4, "the layout changed nothing");
+
+        let wrong = Tensor::zeros((2, 2, 8, 8), DType::F32, &Device::Cpu).unwrap();
+        let err = unet
+            .forward_with_layout(&x, &t, &ctx, None, Some(&wrong))
+            .unwrap_err();
+        assert!(err.to_string().contains("[2, 3, 8, 8]"), "{err}");
+    }
+
+    #[test]
+    fn layout_needs_layout_channels() {
+        let map = VarMap::new();
+        let unet = UNet::new(
+            &tiny(),
+            VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu),
+        )
+        .unwrap();
+        let x = Tensor::zeros((1, 4, 8, 8), DType::F32, &Device::Cpu).unwrap();
+        let t = Tensor::new(&[10f32], &Device::Cpu).unwrap();
+        let ctx = Tensor::zeros((1, 5, 12), DType::F32, &Device::Cpu).unwrap();
+        let layout = Tensor::zeros((1, 3, 8, 8), DType::F32, &Device::Cpu).unwrap();
+        let err = unet
+            .forward_with_layout(&x, &t, &ctx, None, Some(&layout))
+            .unwrap_err();
+        assert!(err.to_string().contains("no layout channels"), "{err}");
+    }
+
+    #[test]
+    fn config_without_layout_field_loads() {
+        let json = r#"{"in_channels": 4, "block_out_channels": [32, 64, 64],
+            "cross_attention": [true, true, false], "layers_per_block": 1,
+            "cross_attention_dim": 64, "attention_heads": 4, "norm_num_groups": 16}"#;
+        let cfg: UNetConfig = serde_json::from_str(json).unwrap();
+        assert_eq!(cfg.layout_channels, 0);
+        assert!(!cfg.coordinate_channels);
+        assert_eq!(cfg.conv_in_channels(), 4);
+        assert_eq!(cfg, UNetConfig::default());
     }
 
     #[test]
