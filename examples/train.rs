@@ -38,7 +38,7 @@ use mmgen::watermark::noise::NoiseStream;
 use mmgen::world::{self, SceneSampler, Split};
 
 /// Name of the model this program trains.
-const MODEL_NAME: &str = "mmgen-shapes-2";
+const MODEL_NAME: &str = "mmgen-shapes-3";
 /// DDIM inversion steps of detection, chosen from the detection-against-
 /// steps curve in docs/benchmarks.md.
 const DEFAULT_INVERSION_STEPS: usize = 10;
