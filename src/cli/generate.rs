@@ -16,7 +16,8 @@ use super::Context;
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
     /// Text prompt in English or Chinese, for example
-    /// "a red circle above a blue square".
+    /// "a small red circle above a large blue square". The built-in
+    /// model was trained on captions that give every shape's size.
     prompt: String,
 
     /// Sign each output with a C2PA manifest (creates a local key set on
