@@ -90,21 +90,11 @@ impl<'a> Ddim<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::ops::tests::max_abs_diff;
     use candle_core::Device;
 
     fn tensor(values: &[f32]) -> Tensor {
         Tensor::from_slice(values, values.len(), &Device::Cpu).unwrap()
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap()
     }
 
     #[test]
@@ -116,7 +106,7 @@ mod tests {
         let a = schedule.alpha_bar(600);
         let x_t = ((&x0 * a.sqrt()).unwrap() + (&eps * (1.0 - a).sqrt()).unwrap()).unwrap();
         let clean = ddim.step(&x_t, &eps, 600, None).unwrap();
-        assert!(max_diff(&clean, &x0) < 1e-5);
+        assert!(max_abs_diff(&clean, &x0) < 1e-5);
     }
 
     #[test]
@@ -129,8 +119,8 @@ mod tests {
         let x_t = ((&x0 * a.sqrt()).unwrap() + (&eps * (1.0 - a).sqrt()).unwrap()).unwrap();
         let v = ((&eps * a.sqrt()).unwrap() - (&x0 * (1.0 - a).sqrt()).unwrap()).unwrap();
         let (eps_hat, x0_hat) = ddim.split(&x_t, &v, a).unwrap();
-        assert!(max_diff(&eps_hat, &eps) < 1e-5);
-        assert!(max_diff(&x0_hat, &x0) < 1e-5);
+        assert!(max_abs_diff(&eps_hat, &eps) < 1e-5);
+        assert!(max_abs_diff(&x0_hat, &x0) < 1e-5);
     }
 
     #[test]
@@ -146,6 +136,6 @@ mod tests {
         let back = ddim
             .invert_step(&x_prev, a_prev, &x_prev, &eps, 800)
             .unwrap();
-        assert!(max_diff(&back, &x_t) < 1e-5);
+        assert!(max_abs_diff(&back, &x_t) < 1e-5);
     }
 }

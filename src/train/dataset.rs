@@ -138,9 +138,9 @@ impl LatentDataset {
         Ok((self.latents.index_select(&index, 0)?, captions))
     }
 
-    /// The object circles of the scenes in [`batch`](Self::batch) of the
-    /// same step and size: each scene's shapes in caption order (the first
-    /// named, the one it is related to, then the third).
+    /// Returns the object circles of the scenes in [`batch`](Self::batch)
+    /// of the same step and size: each scene's shapes in caption order
+    /// (the first named, the one it is related to, then the third).
     pub fn layouts(&self, step: usize, batch: usize) -> candle_core::Result<Vec<Vec<Circle>>> {
         let indices = self.indices(step, batch)?;
         Ok(indices

@@ -99,8 +99,7 @@ impl DiffusionTrainer {
     /// A convolution that now takes more input channels than the saved one
     /// gets zeros for the new channels, so a UNet widened with coordinate
     /// or layout channels starts out computing what the saved one
-    /// computed. Returns
-    /// the number of variables set.
+    /// computed. Returns the number of variables set.
     pub fn start_from(&mut self, tensors: &HashMap<String, Tensor>) -> candle_core::Result<usize> {
         let mut set = 0;
         for (name, var) in self.adam.vars() {
@@ -145,15 +144,22 @@ impl DiffusionTrainer {
         let layout_channels = self.unet.config().layout_channels;
         if let Some(layouts) = layouts {
             if layout_channels == 0 {
-                candle_core::bail!("layouts were passed but the UNet has no layout channels")
+                candle_core::bail!(
+                    "layouts were passed but the UNet has no layout channels; \
+                     train with --layout-channels or pass no layouts"
+                )
             }
             if layouts.len() != batch {
-                candle_core::bail!("{batch} latents but {} layouts", layouts.len())
+                candle_core::bail!(
+                    "{batch} latents but {} layouts; pass one layout per latent",
+                    layouts.len()
+                )
             }
         }
 
-        // 1. Captions, some dropped to the empty prompt. The draws come in
-        // the order the built-in model was trained with.
+        // 1. Captions, some dropped to the empty prompt. All caption draws
+        // come before any layout draw, so a run without layout channels
+        // draws the same stream as builds that had none.
         let dropped: Vec<bool> = (0..captions.len())
             .map(|_| rng.next_uniform() < self.settings.caption_dropout)
             .collect();
@@ -288,6 +294,7 @@ fn widen_inputs(saved: &Tensor, target: &[usize]) -> candle_core::Result<Tensor>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::ops::tests::max_abs_diff;
     use crate::engine::tokenizer::Tokenizer;
 
     fn trainer(coordinates: bool, layout_channels: usize) -> DiffusionTrainer {
@@ -354,17 +361,6 @@ mod tests {
             .unwrap()
     }
 
-    fn max_gap(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap()
-    }
-
     fn saved_weights(trainer: &DiffusionTrainer) -> HashMap<String, Tensor> {
         trainer
             .adam
@@ -393,17 +389,18 @@ mod tests {
         ]];
         let layout = layout_maps(&layouts, 3, (8, 8)).unwrap();
         let before = predict_with_layout(&widened, Some(&layout));
+
         assert_eq!(widened.start_from(&saved).unwrap(), saved.len());
         let expected = predict(&plain);
         let with_layout = predict_with_layout(&widened, Some(&layout));
         let without_layout = predict(&widened);
         assert!(
-            max_gap(&with_layout, &expected) < 1e-5,
+            max_abs_diff(&with_layout, &expected) < 1e-5,
             "zero weights on the layout moved the output"
         );
-        assert!(max_gap(&without_layout, &expected) < 1e-5);
+        assert!(max_abs_diff(&without_layout, &expected) < 1e-5);
         assert!(
-            max_gap(&before, &expected) > 1e-3,
+            max_abs_diff(&before, &expected) > 1e-3,
             "fresh weights already matched"
         );
         let averaged = &widened.ema.tensors()["unet.conv_in.weight"];

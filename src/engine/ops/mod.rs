@@ -114,6 +114,19 @@ pub(crate) fn dispatch3(
 pub(crate) mod tests {
     use candle_core::{DType, Device, Tensor, Var};
 
+    /// Returns the largest absolute element-wise difference of two f32
+    /// tensors of one shape.
+    pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap()
+    }
+
     /// A deterministic, non-constant tensor.
     pub fn ramp(shape: &[usize], dtype: DType) -> Tensor {
         let n: usize = shape.iter().product();

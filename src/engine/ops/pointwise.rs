@@ -395,7 +395,7 @@ mod tests {
     use crate::engine::ops::tests::{check_gradients, ramp};
     use candle_core::DType;
 
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         (a - b)
             .unwrap()
             .abs()
@@ -411,20 +411,20 @@ mod tests {
     #[test]
     fn silu_matches_candle() {
         let x = (ramp(&[4, 1000], DType::F32) * 6.0).unwrap();
-        assert!(max_diff(&silu(&x).unwrap(), &x.silu().unwrap()) < 1e-6);
+        assert!(max_abs_diff(&silu(&x).unwrap(), &x.silu().unwrap()) < 1e-6);
     }
 
     #[test]
     fn softmax_matches_candle() {
         let x = (ramp(&[3, 7, 9], DType::F32) * 5.0).unwrap();
         let reference = candle_nn::ops::softmax(&x, candle_core::D::Minus1).unwrap();
-        assert!(max_diff(&softmax_last(&x).unwrap(), &reference) < 1e-6);
+        assert!(max_abs_diff(&softmax_last(&x).unwrap(), &reference) < 1e-6);
     }
 
     #[test]
     fn gelu_matches_candle() {
         let x = (ramp(&[4, 1000], DType::F32) * 6.0).unwrap();
-        assert!(max_diff(&gelu_tanh(&x).unwrap(), &x.gelu().unwrap()) < 2e-6);
+        assert!(max_abs_diff(&gelu_tanh(&x).unwrap(), &x.gelu().unwrap()) < 2e-6);
     }
 
     #[test]
@@ -435,7 +435,7 @@ mod tests {
         let reference = (value * gate.gelu().unwrap()).unwrap();
         let fused = geglu(&x).unwrap();
         assert_eq!(fused.dims(), &[2, 5, 6]);
-        assert!(max_diff(&fused, &reference) < 1e-5);
+        assert!(max_abs_diff(&fused, &reference) < 1e-5);
     }
 
     #[test]

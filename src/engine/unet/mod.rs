@@ -45,7 +45,7 @@ pub struct UNetConfig {
     /// Number of layout channels that `conv_in` also takes after the
     /// latent (and coordinates). Channel `k` contains the disc where the
     /// `k`-th object of the prompt should go (see
-    /// `engine::layout::layout_maps`). 0 in the built-in model.
+    /// `engine::layout::layout_maps`). The built-in model has 3.
     #[serde(default)]
     pub layout_channels: usize,
 }
@@ -191,8 +191,9 @@ impl UNet {
     ///
     /// NOTE: zeros also mean "no object in this cell", so a UNet trained
     /// with layouts on 90% of captioned examples samples worse without
-    /// one. After 1,200 steps from the mmgen-shapes-2 weights, colour accuracy
-    /// from text alone on 60 held-out scenes fell from 92% to about 74%.
+    /// one. After 1,200 steps from the mmgen-shapes-2 weights, colour
+    /// accuracy from text alone on 60 held-out scenes fell from 92% to
+    /// about 74%.
     pub fn forward_with_layout(
         &self,
         latents: &Tensor,
@@ -248,7 +249,10 @@ impl UNet {
         }
         match layout {
             Some(_) if channels == 0 => {
-                candle_core::bail!("unet: a layout was passed but the UNet has no layout channels")
+                candle_core::bail!(
+                    "unet: a layout was passed but the UNet has no layout channels; \
+                     pass no layout, or use a model trained with layout channels"
+                )
             }
             Some(layout) => {
                 if layout.dims() != [batch, channels, h, w] {
@@ -332,6 +336,7 @@ pub fn timestep_embedding(timesteps: &Tensor, dim: usize) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::ops::tests::max_abs_diff;
     use candle_core::Device;
     use candle_nn::VarMap;
 
@@ -384,17 +389,7 @@ mod tests {
         let unbiased = unet
             .forward_with_regions(&x, &t, &ctx, Some(&zero))
             .unwrap();
-        let gap = |a: &Tensor, b: &Tensor| {
-            (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-        };
-        assert!(gap(&plain, &unbiased) < 1e-6);
+        assert!(max_abs_diff(&plain, &unbiased) < 1e-6);
 
         let mut values = vec![0f32; 5 * 64];
         values[2 * 64..3 * 64].fill(-6.0);
@@ -402,7 +397,7 @@ mod tests {
         let steered = unet
             .forward_with_regions(&x, &t, &ctx, Some(&biased))
             .unwrap();
-        assert!(gap(&plain, &steered) > 1e-4);
+        assert!(max_abs_diff(&plain, &steered) > 1e-4);
 
         let coarse = Tensor::zeros((1, 5, 6, 6), DType::F32, &Device::Cpu).unwrap();
         let err = unet
@@ -486,22 +481,18 @@ mod tests {
         let with_zero = unet
             .forward_with_layout(&x, &t, &ctx, None, Some(&zero))
             .unwrap();
-        let gap = |a: &Tensor, b: &Tensor| -> f32 {
-            (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar()
-                .unwrap()
-        };
-        assert!(gap(&plain, &with_zero) < 1e-6, "no layout must mean zeros");
+        assert!(
+            max_abs_diff(&plain, &with_zero) < 1e-6,
+            "no layout must mean zeros"
+        );
         let disc = Tensor::ones((2, 3, 8, 8), DType::F32, &Device::Cpu).unwrap();
         let with_disc = unet
             .forward_with_layout(&x, &t, &ctx, None, Some(&disc))
             .unwrap();
-        assert!(gap(&plain, &with_disc) > 1e-4, "the layout changed nothing");
+        assert!(
+            max_abs_diff(&plain, &with_disc) > 1e-4,
+            "the layout changed nothing"
+        );
 
         let wrong = Tensor::zeros((2, 2, 8, 8), DType::F32, &Device::Cpu).unwrap();
         let err = unet
