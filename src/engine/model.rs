@@ -258,6 +258,42 @@ impl Model {
             .map_err(|source| EngineError::candle("scaling latents", source))
     }
 
+    /// Refines scaled latents `start` so that they decode closer to
+    /// `images`: `steps` Adam steps of size `lr` on the squared pixel
+    /// error, weighted per pixel by `weights` `(batch, 1, size, size)` when
+    /// given. Each image's latent moves on its own error only.
+    pub fn fit_latents(
+        &self,
+        start: &Tensor,
+        images: &[RgbImage],
+        weights: Option<&Tensor>,
+        steps: usize,
+        lr: f64,
+    ) -> Result<Tensor, EngineError> {
+        use candle_nn::Optimizer;
+        let err = |source| EngineError::candle("fitting latents to the image", source);
+        let scale = self.config.vae.scaling_factor;
+        let target = images_to_tensor(images, self.config.image_size, &self.device)?;
+        let latent = candle_core::Var::from_tensor(&(start / scale).map_err(err)?).map_err(err)?;
+        let params = candle_nn::ParamsAdamW {
+            lr,
+            weight_decay: 0.0,
+            ..Default::default()
+        };
+        let mut optimizer = candle_nn::AdamW::new(vec![latent.clone()], params).map_err(err)?;
+        for _ in 0..steps {
+            let decoded = self.vae.decode(latent.as_tensor()).map_err(err)?;
+            let squared = (decoded - &target).and_then(|d| d.sqr()).map_err(err)?;
+            let squared = match weights {
+                Some(w) => squared.broadcast_mul(w).map_err(err)?,
+                None => squared,
+            };
+            let loss = squared.sum_all().map_err(err)?;
+            optimizer.backward_step(&loss).map_err(err)?;
+        }
+        (latent.as_tensor() * scale).map_err(err)
+    }
+
     /// Whether detection reads latents with a trained latent reader.
     pub fn has_latent_reader(&self) -> bool {
         self.reader.is_some()
@@ -324,4 +360,53 @@ pub fn tensor_to_images(pixels: &Tensor) -> Result<Vec<RgbImage>, EngineError> {
         })
         .collect();
     Ok(images)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::builtin;
+    use crate::engine::ops::tests::max_abs_diff;
+    use crate::watermark::plain_latent;
+
+    #[test]
+    fn fit_latents_lowers_pixel_error() {
+        let model = builtin::load(&Device::Cpu).unwrap();
+        let (c, h, w) = model.config().latent_shape();
+        let size = model.config().image_size;
+        let shape = (2, c, h, w);
+        let values: Vec<f32> = (0..2).flat_map(|s| plain_latent(s, c * h * w)).collect();
+        let truth = Tensor::from_vec(values, shape, &Device::Cpu).unwrap();
+        let images = model.decode_latents(&truth).unwrap();
+        let nudge: Vec<f32> = (5..7).flat_map(|s| plain_latent(s, c * h * w)).collect();
+        let nudge = (Tensor::from_vec(nudge, shape, &Device::Cpu).unwrap() * 0.3).unwrap();
+        let start = (&truth + nudge).unwrap();
+        let target = images_to_tensor(&images, size, &Device::Cpu).unwrap();
+        let error = |latents: &Tensor| -> f32 {
+            let scaled = (latents / model.config().vae.scaling_factor).unwrap();
+            let decoded = model.vae.decode(&scaled).unwrap();
+            (decoded - &target)
+                .unwrap()
+                .sqr()
+                .unwrap()
+                .mean_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap()
+        };
+
+        let fitted = model.fit_latents(&start, &images, None, 10, 0.03).unwrap();
+        let (before, after) = (error(&start), error(&fitted));
+        assert!(after < 0.8 * before, "pixel error {before} -> {after}");
+
+        // Pixels of weight zero pull on nothing, so the latent stays put.
+        let none = Tensor::zeros((1, 1, size, size), DType::F32, &Device::Cpu).unwrap();
+        let still = model
+            .fit_latents(&start, &images, Some(&none), 5, 0.03)
+            .unwrap();
+        assert!(max_abs_diff(&start, &still) < 1e-5);
+
+        let wrong = [image::RgbImage::new(8, 8), image::RgbImage::new(8, 8)];
+        assert!(model.fit_latents(&start, &wrong, None, 1, 0.03).is_err());
+    }
 }

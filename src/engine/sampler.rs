@@ -252,21 +252,93 @@ impl Model {
         latents: &Tensor,
         options: &InversionOptions,
     ) -> Result<Tensor, EngineError> {
+        let batch = latents
+            .dim(0)
+            .map_err(|source| EngineError::candle("inverting", source))?;
+        let (empty, _) = self.encode_prompts(&vec![""; batch])?;
+        let plain = Conditioning::new(&empty, &empty, None, 1.0)?;
+        self.invert_under(latents, options, &|_| &plain)
+    }
+
+    /// Estimates the initial noise of `latents` by DDIM inversion under the
+    /// conditioning that sampled them: `prompts`, the layout that sampling
+    /// planned from the initial latents `noise`, and `sample`'s guidance.
+    /// `verify` does not use it. `examples/probe_rereading.rs` does, to
+    /// measure what the empty-prompt inversion of [`invert`](Self::invert)
+    /// loses.
+    pub fn invert_as_sampled<S: AsRef<str>>(
+        &self,
+        latents: &Tensor,
+        noise: &Tensor,
+        prompts: &[S],
+        sample: &SampleOptions,
+        options: &InversionOptions,
+    ) -> Result<Tensor, EngineError> {
         let err = |source| EngineError::candle("inverting", source);
         let batch = latents.dim(0).map_err(err)?;
-        let (context, _) = self.encode_prompts(&vec![""; batch])?;
+        if batch != prompts.len() || noise.dims() != latents.dims() {
+            return Err(EngineError::InvalidConfig(format!(
+                "{batch} latents of shape {:?}, but {} prompts and initial latents of shape {:?}; \
+                 pass one prompt and one initial latent per latent",
+                latents.dims(),
+                prompts.len(),
+                noise.dims()
+            )));
+        }
+        let (cond, _) = self.encode_prompts(prompts)?;
+        let (uncond, _) = self.encode_prompts(&vec![""; batch])?;
+        let plain = Conditioning::new(&cond, &uncond, None, sample.guidance)?;
+        let sampled = self.schedule.ddim_timesteps(sample.steps);
+        let planned = match self.config.layout_guidance.filter(|_| sample.layout) {
+            Some(guidance) => self.layout(
+                noise,
+                prompts,
+                (&cond, &uncond),
+                &plain,
+                &sampled,
+                &guidance,
+            )?,
+            None => None,
+        };
+        let Some(planned) = planned else {
+            return self.invert_under(latents, options, &|_| &plain);
+        };
+        let plain = plain.with_layout(planned.channels.clone())?;
+        // Sampling biased attention during its leading (noisiest) steps; an
+        // inversion step at or above the last of those timesteps does too.
+        let cutoff = planned
+            .active_steps
+            .checked_sub(1)
+            .and_then(|last| sampled.get(last).copied());
+        let guided = &planned.guided;
+        self.invert_under(latents, options, &|t| match cutoff {
+            Some(cutoff) if t >= cutoff => guided,
+            _ => &plain,
+        })
+    }
+
+    /// Inverts `latents` by first-order DDIM, with the conditioning that
+    /// `condition` returns for each timestep.
+    fn invert_under<'a>(
+        &self,
+        latents: &Tensor,
+        options: &InversionOptions,
+        condition: &dyn Fn(usize) -> &'a Conditioning,
+    ) -> Result<Tensor, EngineError> {
+        let err = |source| EngineError::candle("inverting", source);
         let ddim = Ddim::new(&self.schedule, self.config.prediction_type);
         let mut timesteps = self.schedule.ddim_timesteps(options.steps);
         timesteps.reverse();
         let mut x = latents.clone();
         let mut alpha_below = 1.0;
         for &t in &timesteps {
-            let output = self.unet_at(&x, t, &context, None, None)?;
+            let conditioning = condition(t);
+            let output = self.guided_output(&x, t, conditioning)?;
             let mut estimate = ddim
                 .invert_step(&x, alpha_below, &x, &output, t)
                 .map_err(err)?;
             for _ in 0..options.refinements {
-                let output = self.unet_at(&estimate, t, &context, None, None)?;
+                let output = self.guided_output(&estimate, t, conditioning)?;
                 estimate = ddim
                     .invert_step(&x, alpha_below, &estimate, &output, t)
                     .map_err(err)?;
@@ -443,6 +515,56 @@ mod tests {
             .with_layout(None)
             .unwrap();
         assert!(none.layout.is_none());
+    }
+
+    #[test]
+    fn inversion_as_sampled_follows_record() {
+        use crate::engine::ops::tests::max_abs_diff;
+        let model = builtin::load(&Device::Cpu).unwrap();
+        let noise = noise(&model, 0..2);
+        let prompts = [
+            "a small red circle above a large blue square",
+            "一个小红色圆在大蓝色正方形的上方",
+        ];
+        let sample = options(&model, 6, true);
+        let latents = model
+            .sample(&noise, &prompts, &sample, &mut |_| {})
+            .unwrap();
+        let inversion = InversionOptions {
+            steps: 4,
+            refinements: 0,
+        };
+        let plain = model.invert(&latents, &inversion).unwrap();
+        let as_sampled = |prompts: &[&str], sample: &SampleOptions| {
+            model
+                .invert_as_sampled(&latents, &noise, prompts, sample, &inversion)
+                .unwrap()
+        };
+
+        // An empty prompt without guidance or layout is the plain inversion.
+        let bare = SampleOptions {
+            guidance: 1.0,
+            layout: false,
+            ..sample
+        };
+        assert_eq!(max_abs_diff(&plain, &as_sampled(&["", ""], &bare)), 0.0);
+        // The prompt and guidance move every latent, and so does the plan.
+        let record = as_sampled(&prompts, &sample);
+        for i in 0..2 {
+            let moved = max_abs_diff(&plain.get(i).unwrap(), &record.get(i).unwrap());
+            assert!(moved > 1e-3, "latent {i} moved by {moved}");
+        }
+        let unplanned = as_sampled(
+            &prompts,
+            &SampleOptions {
+                layout: false,
+                ..sample
+            },
+        );
+        assert!(max_abs_diff(&record, &unplanned) > 1e-3);
+
+        let short = model.invert_as_sampled(&latents, &noise, &prompts[..1], &sample, &inversion);
+        assert!(matches!(short, Err(EngineError::InvalidConfig(_))));
     }
 
     #[test]
