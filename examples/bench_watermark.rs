@@ -30,7 +30,7 @@ use mmgen::media;
 use mmgen::watermark::attack::{AttackChain, benchmark_suite};
 use mmgen::watermark::scan::{self, ScanSettings};
 use mmgen::watermark::{self, Candidates, Reading, WatermarkKey, detect_readings};
-use mmgen::world::{self, Language, SceneSampler, Split};
+use mmgen::world::{self, SceneSampler, Split};
 
 /// Images per call of the sampler.
 const BATCH: usize = 32;
@@ -148,25 +148,9 @@ fn generate(
         guidance: config.default_guidance,
         layout: true,
     };
-    let mut sampler = SceneSampler::new(seed_base);
+    let captions = world::benchmark_captions(ids, seed_base);
     let mut images = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(BATCH) {
-        let prompts: Vec<String> = chunk
-            .iter()
-            .map(|&id| {
-                let split = if id % 4 == 0 {
-                    Split::HeldOut
-                } else {
-                    Split::Train
-                };
-                let language = if id % 2 == 0 {
-                    Language::English
-                } else {
-                    Language::Chinese
-                };
-                world::caption(sampler.sample(split).spec(), language)
-            })
-            .collect();
+    for (chunk, prompts) in ids.chunks(BATCH).zip(captions.chunks(BATCH)) {
         let values: Vec<f32> = chunk
             .iter()
             .flat_map(|&id| match key {
@@ -175,7 +159,7 @@ fn generate(
             })
             .collect();
         let noise = Tensor::from_vec(values, (chunk.len(), c, h, w), &Device::Cpu)?;
-        let latents = model.sample(&noise, &prompts, &options, &mut |_| {})?;
+        let latents = model.sample(&noise, prompts, &options, &mut |_| {})?;
         images.extend(model.decode_latents(&latents)?);
     }
     Ok(images)

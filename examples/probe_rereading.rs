@@ -29,7 +29,7 @@ use mmgen::engine::{InversionOptions, SampleOptions, builtin};
 use mmgen::watermark::attack::benchmark_suite;
 use mmgen::watermark::scan::{self, Hypothesis};
 use mmgen::watermark::{self, Candidates, Reading, WatermarkKey, detect_readings};
-use mmgen::world::{self, Language, SceneSampler, Split};
+use mmgen::world;
 
 #[derive(Parser)]
 struct Args {
@@ -49,26 +49,6 @@ struct Args {
     /// Also score unattacked readings over the cells a 0.6 crop keeps.
     #[arg(long)]
     crop_cells: bool,
-}
-
-/// Returns the prompts that `bench_watermark` gives the outputs `ids`.
-fn prompts(ids: &[u64], seed_base: u64) -> Vec<String> {
-    let mut sampler = SceneSampler::new(seed_base);
-    ids.iter()
-        .map(|&id| {
-            let split = if id % 4 == 0 {
-                Split::HeldOut
-            } else {
-                Split::Train
-            };
-            let language = if id % 2 == 0 {
-                Language::English
-            } else {
-                Language::Chinese
-            };
-            world::caption(sampler.sample(split).spec(), language)
-        })
-        .collect()
 }
 
 fn main() -> anyhow::Result<()> {
@@ -101,7 +81,7 @@ fn main() -> anyhow::Result<()> {
         refinements: 0,
     };
     let serials: Vec<u64> = (1..=args.outputs).collect();
-    let texts = prompts(&serials, 1000);
+    let texts = world::benchmark_captions(&serials, 1000);
     let values: Vec<f32> = serials
         .iter()
         .flat_map(|&id| watermark::initial_latent(&key, id, 1000 + id, c * h * w))

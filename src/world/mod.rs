@@ -555,6 +555,28 @@ pub fn caption(spec: &SceneSpec, language: Language) -> String {
     }
 }
 
+/// Writes one caption per id for benchmarks, from a scene sampler started
+/// at `seed`: Chinese for odd ids and English for even ones, with held-out
+/// scenes for ids divisible by four and training scenes otherwise.
+pub fn benchmark_captions(ids: &[u64], seed: u64) -> Vec<String> {
+    let mut sampler = SceneSampler::new(seed);
+    ids.iter()
+        .map(|&id| {
+            let split = if id % 4 == 0 {
+                Split::HeldOut
+            } else {
+                Split::Train
+            };
+            let language = if id % 2 == 0 {
+                Language::English
+            } else {
+                Language::Chinese
+            };
+            caption(sampler.sample(split).spec(), language)
+        })
+        .collect()
+}
+
 fn english_caption(spec: &SceneSpec) -> String {
     let phrase = |o: &Object| {
         let size = match o.size {
@@ -743,6 +765,23 @@ mod tests {
                 assert!(!encoding.ids.contains(&UNK), "{text}");
                 assert!(!encoding.truncated, "{text}");
             }
+        }
+    }
+
+    #[test]
+    fn benchmark_captions_alternate_language_and_split() {
+        let ids: Vec<u64> = (1..=8).collect();
+        let captions = benchmark_captions(&ids, 5);
+        assert_eq!(captions.len(), ids.len());
+        let mut sampler = SceneSampler::new(5);
+        for (&id, text) in ids.iter().zip(&captions) {
+            let (split, language) = match (id % 4 == 0, id % 2 == 0) {
+                (true, _) => (Split::HeldOut, Language::English),
+                (false, true) => (Split::Train, Language::English),
+                (false, false) => (Split::Train, Language::Chinese),
+            };
+            assert_eq!(text, &caption(sampler.sample(split).spec(), language));
+            assert_eq!(text.is_ascii(), language == Language::English, "{text}");
         }
     }
 
