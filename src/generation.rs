@@ -312,10 +312,10 @@ fn validate(request: &GenerationRequest, options: &SampleOptions) -> Result<(), 
             options.guidance
         ));
     }
-    if let Some(output) = &request.output {
-        if output.file_name().is_none() {
-            return invalid(format!("output path {} has no file name", output.display()));
-        }
+    if let Some(output) = &request.output
+        && output.file_name().is_none()
+    {
+        return invalid(format!("output path {} has no file name", output.display()));
     }
     if request.log_prompt && request.prompt.len() > MAX_LOGGED_PROMPT_BYTES {
         return invalid(format!(
@@ -331,13 +331,13 @@ fn validate(request: &GenerationRequest, options: &SampleOptions) -> Result<(), 
                 .to_string(),
         );
     }
-    if let Some(seed) = request.seed {
-        if seed.checked_add(request.count as u64 - 1).is_none() {
-            return invalid(format!(
-                "seed {seed} leaves no room for {} consecutive seeds; use a smaller seed",
-                request.count
-            ));
-        }
+    if let Some(seed) = request.seed
+        && seed.checked_add(request.count as u64 - 1).is_none()
+    {
+        return invalid(format!(
+            "seed {seed} leaves no room for {} consecutive seeds; use a smaller seed",
+            request.count
+        ));
     }
     Ok(())
 }

@@ -22,7 +22,7 @@ pub struct GroupNorm {
 impl GroupNorm {
     /// Loads `weight` and `bias` of shape `(channels,)`.
     pub fn new(groups: usize, channels: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
-        if channels % groups != 0 {
+        if !channels.is_multiple_of(groups) {
             candle_core::bail!("group norm: {channels} channels do not split into {groups} groups")
         }
         let weight = vb.get_with_hints(channels, "weight", candle_nn::Init::Const(1.0))?;

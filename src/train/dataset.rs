@@ -126,7 +126,7 @@ impl LatentDataset {
             .iter()
             .enumerate()
             .map(|(i, &index)| {
-                let language = if (step + i) % 2 == 0 {
+                let language = if (step + i).is_multiple_of(2) {
                     Language::English
                 } else {
                     Language::Chinese

@@ -147,28 +147,29 @@ pub fn conflicts(
     if let Some(conflict) = recovered.and_then(RecoveredManifest::conflict) {
         found.push(conflict);
     }
-    if let (Some(in_manifest), Some(in_watermark)) = (manifest.serial(), watermark.serial()) {
-        if in_manifest != in_watermark {
-            found.push(format!(
+    if let (Some(in_manifest), Some(in_watermark)) = (manifest.serial(), watermark.serial())
+        && in_manifest != in_watermark
+    {
+        found.push(format!(
                 "the manifest names generation {in_manifest} but the watermark traces to generation {in_watermark}"
             ));
-        }
     }
-    if let (Some(in_manifest), Some(finding)) = (manifest.serial(), ledger) {
-        if finding.byte_identical && in_manifest != finding.record.serial {
-            found.push(format!(
+    if let (Some(in_manifest), Some(finding)) = (manifest.serial(), ledger)
+        && finding.byte_identical
+        && in_manifest != finding.record.serial
+    {
+        found.push(format!(
                 "the manifest names generation {in_manifest} but the file is the output of generation {}",
                 finding.record.serial
             ));
-        }
     }
-    if manifest.is_invalid() {
-        if let Some(finding) = ledger.filter(|f| !f.byte_identical) {
-            found.push(format!(
+    if manifest.is_invalid()
+        && let Some(finding) = ledger.filter(|f| !f.byte_identical)
+    {
+        found.push(format!(
                 "the manifest fails validation and the file differs from the released output of generation {}",
                 finding.record.serial
             ));
-        }
     }
     found
 }

@@ -90,7 +90,7 @@ impl BitPattern {
                 u64::from_le_bytes(word)
             })
             .collect();
-        if len % 64 != 0
+        if !len.is_multiple_of(64)
             && let Some(last) = words.last_mut()
         {
             *last &= (1u64 << (len % 64)) - 1;

@@ -108,7 +108,7 @@ fn in_star(radius: f32, u: f32, v: f32) -> bool {
     let step = std::f32::consts::TAU / 10.0;
     let vertex = |k: usize| {
         let theta = std::f32::consts::FRAC_PI_2 + k as f32 * step;
-        let length = if k % 2 == 0 { radius } else { inner };
+        let length = if k.is_multiple_of(2) { radius } else { inner };
         (length * theta.cos(), length * theta.sin())
     };
     let pentagon: Vec<(f32, f32)> = (0..5).map(|i| vertex(2 * i + 1)).collect();

@@ -22,7 +22,7 @@ struct Dims {
 
 impl Dims {
     fn new(dims: &[usize], groups: usize) -> Result<Self> {
-        if dims.len() < 2 || groups == 0 || dims[1] % groups != 0 {
+        if dims.len() < 2 || groups == 0 || !dims[1].is_multiple_of(groups) {
             candle_core::bail!("group norm: cannot split shape {dims:?} into {groups} groups")
         }
         Ok(Self {
