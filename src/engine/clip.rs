@@ -228,14 +228,7 @@ mod tests {
         let b = Tensor::new(&[[1u32, 5, 6, 2, 0, 0]], &Device::Cpu).unwrap();
         let out_a = encoder.forward(&a).unwrap().narrow(1, 0, 4).unwrap();
         let out_b = encoder.forward(&b).unwrap().narrow(1, 0, 4).unwrap();
-        let diff: f32 = (out_a - out_b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let diff = crate::engine::ops::tests::max_abs_diff(&out_a, &out_b);
         assert!(diff < 1e-4, "padding leaked into content tokens: {diff}");
     }
 

@@ -469,19 +469,12 @@ mod tests {
         assert_eq!(widened.start_from(&saved).unwrap(), saved.len());
         let after = predict(&widened);
         let expected = predict(&plain);
-        let diff = |a: &Tensor, b: &Tensor| -> f32 {
-            (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar()
-                .unwrap()
-        };
-        assert!(diff(&after, &expected) < 1e-5, "widened output moved");
         assert!(
-            diff(&before, &expected) > 1e-3,
+            max_abs_diff(&after, &expected) < 1e-5,
+            "widened output moved"
+        );
+        assert!(
+            max_abs_diff(&before, &expected) > 1e-3,
             "fresh weights already matched"
         );
         let averaged = &widened.ema.tensors()["unet.conv_in.weight"];
