@@ -53,6 +53,9 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.outputs == 0 {
+        anyhow::bail!("--outputs 0 leaves nothing to score; pass at least 1");
+    }
     let hypothesis = match args.attack.as_str() {
         "identity" => Hypothesis::Identity,
         "crop 0.8" => Hypothesis::CentreCrop(0.8),
@@ -60,12 +63,15 @@ fn main() -> anyhow::Result<()> {
         "jpeg 60+crop 0.71+bright 0.5" => Hypothesis::CentreCrop(0.71),
         "rotate 5" => Hypothesis::Rotation(5.0),
         "rotate 10" => Hypothesis::Rotation(10.0),
-        other => anyhow::bail!("no hypothesis undoes attack {other:?}; see --help"),
+        other => anyhow::bail!(
+            "unsupported attack {other:?}: pass identity, crop 0.8, crop 0.6, \
+             jpeg 60+crop 0.71+bright 0.5, rotate 5 or rotate 10"
+        ),
     };
     let attack = benchmark_suite()
         .into_iter()
         .find(|a| a.name == args.attack)
-        .ok_or_else(|| anyhow::anyhow!("{:?} is not in the suite", args.attack))?;
+        .ok_or_else(|| anyhow::anyhow!("attack {:?} not found in the suite", args.attack))?;
     let model = builtin::load_dir_or_builtin(None)?;
     let key = WatermarkKey::new([7u8; 32]);
     let config = model.config();
@@ -98,7 +104,8 @@ fn main() -> anyhow::Result<()> {
         })
         .collect();
 
-    // Pixels the undone image shows; a crop's mirrored border is left out.
+    // The fit weighs only the pixels the undone image shows, because a
+    // crop's mirrored border carries no mark.
     let shown_pixels: Vec<f32> = (0..size * size)
         .map(|i| {
             let (x, y) = ((i % size) as f32 + 0.5, (i / size) as f32 + 0.5);

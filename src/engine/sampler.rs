@@ -304,8 +304,8 @@ impl Model {
             return self.invert_under(latents, options, &|_| &plain);
         };
         let plain = plain.with_layout(planned.channels.clone())?;
-        // Sampling biased attention during its leading (noisiest) steps; an
-        // inversion step at or above the last of those timesteps does too.
+        // Sampling biased attention during its leading (noisiest) steps, so
+        // an inversion step at or above the last of those timesteps does too.
         let cutoff = planned
             .active_steps
             .checked_sub(1)

@@ -769,7 +769,7 @@ mod tests {
     }
 
     #[test]
-    fn benchmark_captions_alternate_language_and_split() {
+    fn benchmark_captions_alternate_language() {
         let ids: Vec<u64> = (1..=8).collect();
         let captions = benchmark_captions(&ids, 5);
         assert_eq!(captions.len(), ids.len());
